@@ -1,0 +1,1 @@
+//! `tamma-config`: work in progress; see ARCHITECTURE.md.

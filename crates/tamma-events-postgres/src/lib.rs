@@ -1,0 +1,1 @@
+//! `tamma-events-postgres`: work in progress; see ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! `tamma-events-sqlite`: work in progress; see ARCHITECTURE.md.

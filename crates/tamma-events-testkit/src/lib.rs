@@ -1,0 +1,1 @@
+//! `tamma-events-testkit`: work in progress; see ARCHITECTURE.md.

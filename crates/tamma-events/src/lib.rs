@@ -1,0 +1,1 @@
+//! `tamma-events`: work in progress; see ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! `tamma-health`: work in progress; see ARCHITECTURE.md.

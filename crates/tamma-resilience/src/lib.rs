@@ -1,0 +1,1 @@
+//! `tamma-resilience`: work in progress; see ARCHITECTURE.md.

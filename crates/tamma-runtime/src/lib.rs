@@ -1,0 +1,1 @@
+//! `tamma-runtime`: work in progress; see ARCHITECTURE.md.

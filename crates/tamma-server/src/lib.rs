@@ -1,0 +1,1 @@
+//! `tamma-server`: work in progress; see ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! `tamma-telemetry`: work in progress; see ARCHITECTURE.md.

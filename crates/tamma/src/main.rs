@@ -1,0 +1,3 @@
+//! The `tamma` binary.
+
+fn main() {}
