@@ -1,0 +1,374 @@
+//! Events as producers send them and as the store hands them back.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::Tags;
+
+/// Where an event came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventSource {
+    /// Tamma itself.
+    System,
+    /// A person, through the CLI or the API.
+    User,
+    /// A plugin.
+    Plugin,
+}
+
+/// Who and what caused an event: the standard keys plus free string keys.
+///
+/// `correlationId` groups every event of one piece of work (a workflow run, a request and all it caused);
+/// `causationId` is the id of the event (or request) that directly caused this one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventMetadata {
+    /// Version of the workflow definition that produced the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_version: Option<String>,
+    /// Who produced the event: `system`, `user` or `plugin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_source: Option<EventSource>,
+    /// The acting user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The user's session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The request that produced the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Groups every event of one piece of work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The id of the event or request that directly caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// Free string keys.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, String>,
+}
+
+impl EventMetadata {
+    /// Whether no key is set.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One event, as a producer appends it.
+///
+/// `id` is the key of idempotency: a retry of the same append with the same ids succeeds without writing.
+/// It is assigned (UUIDv7) by [`Event::new`] and when missing from JSON input. `timestamp` is when the
+/// event happened on the producer's clock; `None` lets the store stamp it at append. Stored events always
+/// carry a timestamp, truncated to microseconds.
+///
+/// ```
+/// use tamma_events::{Event, EventSource};
+///
+/// let event = Event::new("TASK.STARTED")
+///     .tag("workflow:wf-1")
+///     .data(serde_json::json!({"attempt": 1}));
+/// assert_eq!(event.id.get_version_num(), 7);
+///
+/// let wire: Event = serde_json::from_str(
+///     r#"{"type": "TASK.STARTED", "tags": {"workflow": "wf-1"}, "metadata": {"eventSource": "user", "team": "a"}}"#,
+/// ).unwrap();
+/// assert_eq!(wire.metadata.event_source, Some(EventSource::User));
+/// assert_eq!(wire.metadata.extra["team"], "a");
+/// assert!(wire.timestamp.is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Event {
+    /// Unique in the store; UUIDv7 assigned when missing.
+    #[serde(default = "Uuid::now_v7")]
+    pub id: Uuid,
+    /// The event type, `SUBJECT.VERB` (`TASK.STARTED`); 1 to 256 bytes.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the event happened (RFC 3339); stamped by the store when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The tags (`key:value`).
+    #[serde(default)]
+    pub tags: Tags,
+    /// Who and what caused the event.
+    #[serde(default)]
+    pub metadata: EventMetadata,
+    /// The payload: any JSON value, opaque to the store.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// The longest event type, in bytes.
+pub const MAX_TYPE_LEN: usize = 256;
+
+impl Event {
+    /// A new event of type `event_type` with a fresh UUIDv7 id, no timestamp (the store stamps it), no
+    /// tags, empty metadata and `null` data.
+    pub fn new(event_type: impl Into<String>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            event_type: event_type.into(),
+            timestamp: None,
+            tags: Tags::new(),
+            metadata: EventMetadata::default(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    /// Sets the id.
+    #[must_use]
+    pub fn id(mut self, id: Uuid) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Adds a tag.
+    #[must_use]
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.insert(tag);
+        self
+    }
+
+    /// Replaces the tags.
+    #[must_use]
+    pub fn tags(mut self, tags: impl Into<Tags>) -> Self {
+        self.tags = tags.into();
+        self
+    }
+
+    /// Sets the payload.
+    #[must_use]
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// Sets the metadata.
+    #[must_use]
+    pub fn metadata(mut self, metadata: EventMetadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets the timestamp (truncated to microseconds, the precision every backend keeps).
+    #[must_use]
+    pub fn timestamp(mut self, at: DateTime<Utc>) -> Self {
+        self.timestamp = Some(at.trunc_subsecs(6));
+        self
+    }
+
+    /// The event's size as counted against `events.maxEventSize`: the length of its JSON encoding.
+    #[must_use]
+    pub fn encoded_size(&self) -> u64 {
+        // Serializing an Event into memory cannot fail: every field is a plain value with string keys.
+        serde_json::to_vec(self).map_or(u64::MAX, |v| v.len() as u64)
+    }
+
+    /// Whether `retry` carries the same content as this stored event: the same type, tags, metadata and
+    /// data, and the same timestamp when the retry carries one (compared at microsecond precision).
+    /// Ids are not compared.
+    #[must_use]
+    pub fn same_content(&self, retry: &Event) -> bool {
+        self.event_type == retry.event_type
+            && self.tags == retry.tags
+            && self.metadata == retry.metadata
+            && self.data == retry.data
+            && retry.timestamp.is_none_or(|t| {
+                Some(t.trunc_subsecs(6)) == self.timestamp.map(|s| s.trunc_subsecs(6))
+            })
+    }
+
+    /// The event as the store keeps it: the timestamp set to `now` when absent, and truncated to
+    /// microseconds.
+    #[must_use]
+    pub fn stamped(mut self, now: DateTime<Utc>) -> Self {
+        self.timestamp = Some(self.timestamp.unwrap_or(now).trunc_subsecs(6));
+        self
+    }
+}
+
+/// A stored event: its position in the log, the time the store committed it, and the event.
+///
+/// On the wire: `{"position": 7, "event": {"id": …, "type": …, "timestamp": …, "recordedAt": …, "tags": […],
+/// "metadata": {…}, "data": …}}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequencedEvent {
+    /// The position: from 1, gapless, in commit order.
+    pub position: u64,
+    /// When the store committed the event (store's clock, microsecond precision).
+    pub recorded_at: DateTime<Utc>,
+    /// The event; its `timestamp` is always set.
+    pub event: Event,
+}
+
+impl SequencedEvent {
+    /// The event's timestamp (always set on stored events; falls back to `recorded_at`).
+    #[must_use]
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        self.event.timestamp.unwrap_or(self.recorded_at)
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireOut<'a> {
+    position: u64,
+    event: WireEventOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireEventOut<'a> {
+    id: &'a Uuid,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: &'a Option<DateTime<Utc>>,
+    recorded_at: &'a DateTime<Utc>,
+    tags: &'a Tags,
+    metadata: &'a EventMetadata,
+    data: &'a serde_json::Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WireIn {
+    position: u64,
+    event: WireEventIn,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WireEventIn {
+    id: Uuid,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    timestamp: Option<DateTime<Utc>>,
+    recorded_at: DateTime<Utc>,
+    #[serde(default)]
+    tags: Tags,
+    #[serde(default)]
+    metadata: EventMetadata,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+impl Serialize for SequencedEvent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = &self.event;
+        WireOut {
+            position: self.position,
+            event: WireEventOut {
+                id: &e.id,
+                event_type: &e.event_type,
+                timestamp: &e.timestamp,
+                recorded_at: &self.recorded_at,
+                tags: &e.tags,
+                metadata: &e.metadata,
+                data: &e.data,
+            },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SequencedEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = WireIn::deserialize(d)?;
+        let e = w.event;
+        Ok(Self {
+            position: w.position,
+            recorded_at: e.recorded_at,
+            event: Event {
+                id: e.id,
+                event_type: e.event_type,
+                timestamp: e.timestamp,
+                tags: e.tags,
+                metadata: e.metadata,
+                data: e.data,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wire_round_trip() {
+        let at: DateTime<Utc> = "2026-01-02T03:04:05.123456Z".parse().unwrap();
+        let s = SequencedEvent {
+            position: 7,
+            recorded_at: at,
+            event: Event::new("TASK.STARTED")
+                .tag("a:b")
+                .timestamp(at)
+                .data(json!({"x": [1, 2.5, null]})),
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["position"], 7);
+        assert_eq!(v["event"]["recordedAt"], "2026-01-02T03:04:05.123456Z");
+        assert_eq!(v["event"]["tags"], json!(["a:b"]));
+        let back: SequencedEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn producer_cannot_set_recorded_at_and_bad_fields_are_named() {
+        let e =
+            serde_json::from_str::<Event>(r#"{"type": "A", "recordedAt": "2026-01-01T00:00:00Z"}"#)
+                .unwrap_err();
+        assert!(e.to_string().contains("recordedAt"), "{e}");
+        let e = serde_json::from_str::<Event>(r#"{"type": "A", "id": "nope"}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("UUID") || e.to_string().contains("invalid"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<Event>(r#"{"type": "A", "timestamp": "yesterday"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("input"), "{e}");
+        let e =
+            serde_json::from_str::<Event>(r#"{"type": "A", "metadata": {"eventSource": "robot"}}"#)
+                .unwrap_err();
+        assert!(e.to_string().contains("robot"), "{e}");
+    }
+
+    #[test]
+    fn same_content_ignores_missing_timestamp_on_retry() {
+        let now = Utc::now();
+        let original = Event::new("A").tag("t:1").data(json!({"k": 1}));
+        let stored = original.clone().stamped(now);
+        assert!(stored.same_content(&original));
+        assert!(stored.same_content(&stored.clone()));
+        let other_time = original
+            .clone()
+            .timestamp(now - chrono::Duration::seconds(5));
+        assert!(!stored.same_content(&other_time));
+        assert!(!stored.same_content(&original.clone().data(json!({"k": 2}))));
+        assert!(!stored.same_content(&original.clone().tag("t:2")));
+        let mut md = original.clone();
+        md.metadata.user_id = Some("u".into());
+        assert!(!stored.same_content(&md));
+    }
+
+    #[test]
+    fn id_is_assigned_when_missing() {
+        let a: Event = serde_json::from_str(r#"{"type": "A"}"#).unwrap();
+        let b: Event = serde_json::from_str(r#"{"type": "A"}"#).unwrap();
+        assert_ne!(a.id, b.id);
+        assert_eq!(a.id.get_version_num(), 7);
+        assert!(a.metadata.is_empty());
+        assert!(a.encoded_size() > 10);
+    }
+}

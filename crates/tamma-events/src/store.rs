@@ -1,0 +1,254 @@
+//! The `EventStore` trait every backend implements, and the small types around it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::{AppendCondition, Event, Query, ReadOptions, Result, SequencedEvent};
+
+/// A stream of stored events, as returned by [`EventStore::read`] and [`EventStore::subscribe`].
+/// An error ends the stream (it is the last item).
+pub type EventStream = BoxStream<'static, Result<SequencedEvent>>;
+
+/// What an append returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendResult {
+    /// The positions given to the events, in the order of the append.
+    pub positions: Vec<u64>,
+    /// Whether the append was an idempotent retry: every event was already stored with the same id and
+    /// content, nothing was written and `positions` are the original ones.
+    pub duplicate: bool,
+}
+
+impl AppendResult {
+    /// The last position of the append (the highest one).
+    #[must_use]
+    pub fn last_position(&self) -> u64 {
+        self.positions.iter().copied().max().unwrap_or(0)
+    }
+}
+
+impl Serialize for AppendResult {
+    /// `{"positions": [...], "lastPosition": N, "duplicate": bool}`, the HTTP answer of `POST /v1/events`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct W<'a> {
+            positions: &'a [u64],
+            last_position: u64,
+            duplicate: bool,
+        }
+        W {
+            positions: &self.positions,
+            last_position: self.last_position(),
+            duplicate: self.duplicate,
+        }
+        .serialize(s)
+    }
+}
+
+/// What a store reports about itself (read without writing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreHealth {
+    /// The highest committed position (0 for an empty store).
+    pub head: u64,
+    /// Appends queued for the writer and not yet committed.
+    pub queue_depth: usize,
+    /// Time since the writer last committed, `None` if it has not committed since the store opened.
+    #[serde(serialize_with = "ser_opt_ms")]
+    pub last_commit_age: Option<Duration>,
+}
+
+fn ser_opt_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Limits a store enforces on appends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest event accepted, in bytes of its JSON encoding (`events.maxEventSize`).
+    pub max_event_size: u64,
+}
+
+impl Default for Limits {
+    /// 1 MiB per event.
+    fn default() -> Self {
+        Self {
+            max_event_size: 1024 * 1024,
+        }
+    }
+}
+
+/// Decides how long to hold the commit of one append (see [`StoreHooks`]).
+pub type CommitDelayFn = Arc<dyn Fn(&[Event]) -> Option<Duration> + Send + Sync>;
+
+/// Test hooks a backend accepts at construction. Production code passes `StoreHooks::default()`.
+///
+/// `commit_delay` is asked once per append, with the append's events, after the append was checked and
+/// given its positions and before it commits. When it returns a duration the backend holds the commit
+/// that long (the SQLite writer sleeps inside its transaction, PostgreSQL before `COMMIT`), which lets the
+/// conformance suite prove that subscribers never skip an event committed late.
+#[derive(Clone, Default)]
+pub struct StoreHooks {
+    /// Optional commit delay per append.
+    pub commit_delay: Option<CommitDelayFn>,
+}
+
+impl StoreHooks {
+    /// Hooks that delay the commit of every append whose events satisfy `pred` by `delay`.
+    pub fn delay_commits_where(
+        delay: Duration,
+        pred: impl Fn(&[Event]) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            commit_delay: Some(Arc::new(move |events: &[Event]| {
+                pred(events).then_some(delay)
+            })),
+        }
+    }
+
+    /// The delay for an append of `events`, if any.
+    #[must_use]
+    pub fn commit_delay_for(&self, events: &[Event]) -> Option<Duration> {
+        self.commit_delay
+            .as_ref()
+            .and_then(|f| f(events))
+            .filter(|d| !d.is_zero())
+    }
+}
+
+impl fmt::Debug for StoreHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreHooks")
+            .field("commit_delay", &self.commit_delay.is_some())
+            .finish()
+    }
+}
+
+/// A DCB event store. Object safe: hold it as `Arc<dyn EventStore>` and choose the backend at runtime.
+///
+/// The contract (`DCB.md`), which the `tamma-events-testkit` conformance suite checks for every backend:
+/// - positions start at 1 and are unique, gapless and in commit order; [`head`](Self::head) is the highest;
+/// - [`append`](Self::append) is atomic, checks its condition linearizably against every stored event, and
+///   is idempotent by event id (a retry of the same events returns the original positions);
+/// - [`read`](Self::read) returns matching events in position order, each once;
+/// - [`subscribe`](Self::subscribe) delivers every matching event after a position, stored then live,
+///   without gap or duplicate, and never buffers without bound for a slow consumer;
+/// - [`delete_before`](Self::delete_before) removes a prefix of the log and never lowers the head.
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` atomically, if `condition` holds. Events without a timestamp are stamped now.
+    ///
+    /// # Errors
+    /// [`Error::EmptyAppend`](crate::Error::EmptyAppend), [`Error::InvalidEvent`](crate::Error::InvalidEvent),
+    /// [`Error::EventTooLarge`](crate::Error::EventTooLarge), [`Error::InvalidQuery`](crate::Error::InvalidQuery)
+    /// (nothing is written); [`Error::AppendConditionFailed`](crate::Error::AppendConditionFailed),
+    /// [`Error::DuplicateEventId`](crate::Error::DuplicateEventId); backend errors.
+    fn append(
+        &self,
+        events: Vec<Event>,
+        condition: Option<AppendCondition>,
+    ) -> BoxFuture<'_, Result<AppendResult>>;
+
+    /// Reads the events matching `query`, in position order, as `options` say. An invalid query yields one
+    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery) item.
+    fn read(&self, query: Query, options: ReadOptions) -> EventStream;
+
+    /// The event with this id, if stored.
+    fn get(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SequencedEvent>>>;
+
+    /// The highest committed position (0 when nothing was ever appended). Never goes down.
+    fn head(&self) -> BoxFuture<'_, Result<u64>>;
+
+    /// Every event matching `query` at a position above `after`: stored ones, then live ones as they are
+    /// committed, in order, without gap or duplicate. The stream ends only with an error (or when the store
+    /// is closed).
+    fn subscribe(&self, query: Query, after: u64) -> EventStream;
+
+    /// Retention: removes every event whose `recorded_at` is before `cutoff` and every event before them
+    /// (a prefix of the log). Returns how many were removed. Positions of the others never change.
+    fn delete_before(&self, cutoff: DateTime<Utc>) -> BoxFuture<'_, Result<u64>>;
+
+    /// The store's state for health checks: head, writer queue depth, age of the last commit. Never writes.
+    fn health(&self) -> BoxFuture<'_, Result<StoreHealth>>;
+}
+
+impl<T: EventStore + ?Sized> EventStore for Arc<T> {
+    fn append(
+        &self,
+        events: Vec<Event>,
+        condition: Option<AppendCondition>,
+    ) -> BoxFuture<'_, Result<AppendResult>> {
+        (**self).append(events, condition)
+    }
+    fn read(&self, query: Query, options: ReadOptions) -> EventStream {
+        (**self).read(query, options)
+    }
+    fn get(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SequencedEvent>>> {
+        (**self).get(id)
+    }
+    fn head(&self) -> BoxFuture<'_, Result<u64>> {
+        (**self).head()
+    }
+    fn subscribe(&self, query: Query, after: u64) -> EventStream {
+        (**self).subscribe(query, after)
+    }
+    fn delete_before(&self, cutoff: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
+        (**self).delete_before(cutoff)
+    }
+    fn health(&self) -> BoxFuture<'_, Result<StoreHealth>> {
+        (**self).health()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_result_wire() {
+        let r = AppendResult {
+            positions: vec![4, 5],
+            duplicate: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"positions": [4, 5], "lastPosition": 5, "duplicate": false})
+        );
+        let h = StoreHealth {
+            head: 3,
+            queue_depth: 0,
+            last_commit_age: Some(Duration::from_millis(1500)),
+        };
+        assert_eq!(
+            serde_json::to_value(&h).unwrap(),
+            serde_json::json!({"head": 3, "queueDepth": 0, "lastCommitAge": 1500})
+        );
+    }
+
+    #[test]
+    fn hooks() {
+        let h = StoreHooks::delay_commits_where(Duration::from_millis(5), |e| {
+            e[0].event_type == "SLOW"
+        });
+        assert_eq!(
+            h.commit_delay_for(&[Event::new("SLOW")]),
+            Some(Duration::from_millis(5))
+        );
+        assert_eq!(h.commit_delay_for(&[Event::new("FAST")]), None);
+        assert_eq!(
+            StoreHooks::default().commit_delay_for(&[Event::new("SLOW")]),
+            None
+        );
+        assert!(format!("{h:?}").contains("true"));
+    }
+}

@@ -1,0 +1,190 @@
+//! Checks every backend runs on an append: shape and size of the events, and idempotency by id.
+
+use std::collections::HashSet;
+
+use crate::{AppendCondition, Error, Event, Limits, Result, event::MAX_TYPE_LEN};
+
+/// Checks an append before it reaches the store: at least one event; each type 1 to 256 bytes; no empty
+/// tag; each event within `limits.max_event_size`; no id twice; a valid condition query. Errors name the
+/// field (`events[0].type`, `condition.failIfEventsMatch.items[0]`).
+///
+/// ```
+/// use tamma_events::{Event, Limits, validate_append};
+///
+/// let err = validate_append(&[Event::new("A"), Event::new("")], None, &Limits::default()).unwrap_err();
+/// assert_eq!(err.path(), Some("events[1].type"));
+/// ```
+///
+/// # Errors
+/// [`Error::EmptyAppend`], [`Error::InvalidEvent`], [`Error::EventTooLarge`], [`Error::DuplicateEventId`],
+/// [`Error::InvalidQuery`].
+pub fn validate_append(
+    events: &[Event],
+    condition: Option<&AppendCondition>,
+    limits: &Limits,
+) -> Result<()> {
+    if events.is_empty() {
+        return Err(Error::EmptyAppend);
+    }
+    for (i, e) in events.iter().enumerate() {
+        if e.event_type.is_empty() {
+            return Err(Error::invalid_event(
+                format!("events[{i}].type"),
+                "must not be empty",
+            ));
+        }
+        if e.event_type.len() > MAX_TYPE_LEN {
+            return Err(Error::invalid_event(
+                format!("events[{i}].type"),
+                format!("is {} bytes, more than {MAX_TYPE_LEN}", e.event_type.len()),
+            ));
+        }
+        if let Some(j) = e.tags.iter().position(str::is_empty) {
+            return Err(Error::invalid_event(
+                format!("events[{i}].tags[{j}]"),
+                "a tag must not be empty",
+            ));
+        }
+        let size = e.encoded_size();
+        if size > limits.max_event_size {
+            return Err(Error::EventTooLarge {
+                path: format!("events[{i}]"),
+                size,
+                limit: limits.max_event_size,
+            });
+        }
+    }
+    if events.len() > 1 {
+        let mut seen = HashSet::with_capacity(events.len());
+        let repeated: Vec<_> = events
+            .iter()
+            .filter(|e| !seen.insert(e.id))
+            .map(|e| e.id)
+            .collect();
+        if !repeated.is_empty() {
+            return Err(Error::DuplicateEventId { ids: repeated });
+        }
+    }
+    if let Some(c) = condition {
+        c.fail_if_events_match
+            .validate("condition.failIfEventsMatch")?;
+    }
+    Ok(())
+}
+
+/// The outcome of looking up an append's ids in the store (see [`resolve_ids`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdCheck {
+    /// No id is stored: write the events.
+    New,
+    /// Every event is stored with the same content: write nothing, answer these positions.
+    Duplicate(Vec<u64>),
+}
+
+/// Decides idempotency for an append: `stored[i]` is what the store holds under `events[i].id`
+/// (its position and event), if anything.
+///
+/// ```
+/// use tamma_events::{Event, IdCheck, resolve_ids};
+///
+/// let e = Event::new("A");
+/// let stored = e.clone().stamped(chrono::Utc::now());
+/// assert_eq!(resolve_ids(&[e.clone()], &[None]).unwrap(), IdCheck::New);
+/// assert_eq!(resolve_ids(&[e.clone()], &[Some((7, &stored))]).unwrap(), IdCheck::Duplicate(vec![7]));
+/// ```
+///
+/// # Errors
+/// [`Error::DuplicateEventId`] naming the ids when a stored id carries other content, or when stored and
+/// new ids are mixed in one append.
+pub fn resolve_ids(events: &[Event], stored: &[Option<(u64, &Event)>]) -> Result<IdCheck> {
+    debug_assert_eq!(events.len(), stored.len());
+    if stored.iter().all(Option::is_none) {
+        return Ok(IdCheck::New);
+    }
+    let mut positions = Vec::with_capacity(events.len());
+    let mut changed = Vec::new();
+    for (e, s) in events.iter().zip(stored) {
+        match s {
+            Some((pos, stored)) if stored.same_content(e) => positions.push(*pos),
+            Some(_) => changed.push(e.id),
+            None => {}
+        }
+    }
+    if !changed.is_empty() {
+        return Err(Error::DuplicateEventId { ids: changed });
+    }
+    if positions.len() < events.len() {
+        // A mix of stored and new ids: name the stored ones.
+        let ids = events
+            .iter()
+            .zip(stored)
+            .filter(|(_, s)| s.is_some())
+            .map(|(e, _)| e.id)
+            .collect();
+        return Err(Error::DuplicateEventId { ids });
+    }
+    Ok(IdCheck::Duplicate(positions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Query, QueryItem};
+
+    #[test]
+    fn names_the_field() {
+        let l = Limits::default();
+        assert!(matches!(
+            validate_append(&[], None, &l),
+            Err(Error::EmptyAppend)
+        ));
+        let long = "A".repeat(257);
+        assert_eq!(
+            validate_append(&[Event::new(long)], None, &l)
+                .unwrap_err()
+                .path(),
+            Some("events[0].type")
+        );
+        assert!(validate_append(&[Event::new("A".repeat(256))], None, &l).is_ok());
+        let e = Event::new("A").tag("");
+        assert_eq!(
+            validate_append(&[e], None, &l).unwrap_err().path(),
+            Some("events[0].tags[0]")
+        );
+        let big = Event::new("A").data(serde_json::json!("x".repeat(2000)));
+        let err = validate_append(
+            &[big],
+            None,
+            &Limits {
+                max_event_size: 1000,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::EventTooLarge { size, limit: 1000, .. } if size > 2000));
+        let e = Event::new("A");
+        let err = validate_append(&[e.clone(), e.clone()], None, &l).unwrap_err();
+        assert!(matches!(err, Error::DuplicateEventId { ids } if ids == vec![e.id]));
+        let c = AppendCondition::new(Query::item(QueryItem::default()));
+        let err = validate_append(&[Event::new("A")], Some(&c), &l).unwrap_err();
+        assert_eq!(err.path(), Some("condition.failIfEventsMatch.items[0]"));
+    }
+
+    #[test]
+    fn idempotency() {
+        let now = chrono::Utc::now();
+        let a = Event::new("A");
+        let b = Event::new("B");
+        let sa = a.clone().stamped(now);
+        let sb_changed = b.clone().data(serde_json::json!(1)).stamped(now);
+        let sb = b.clone().stamped(now);
+        assert_eq!(
+            resolve_ids(&[a.clone(), b.clone()], &[Some((1, &sa)), Some((2, &sb))]).unwrap(),
+            IdCheck::Duplicate(vec![1, 2])
+        );
+        let err = resolve_ids(&[a.clone(), b.clone()], &[Some((1, &sa)), None]).unwrap_err();
+        assert!(matches!(err, Error::DuplicateEventId { ids } if ids == vec![a.id]));
+        let err =
+            resolve_ids(&[a.clone(), b.clone()], &[None, Some((2, &sb_changed))]).unwrap_err();
+        assert!(matches!(err, Error::DuplicateEventId { ids } if ids == vec![b.id]));
+    }
+}
