@@ -1,0 +1,3 @@
+//! The conformance suite run against the in-memory reference store.
+
+mod memory_store;
