@@ -1,0 +1,3 @@
+//! Integration tests of `tamma-server` against the real router on ephemeral ports.
+
+mod health;
