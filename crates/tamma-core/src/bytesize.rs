@@ -85,9 +85,14 @@ impl FromStr for ByteSize {
     type Err = ParseByteSizeError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ParseByteSizeError { input: input.to_owned(), reason };
+        let err = |reason| ParseByteSizeError {
+            input: input.to_owned(),
+            reason,
+        };
         let s = input.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+        let split = s
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len());
         if split == 0 {
             return Err(err("expected a number"));
         }
@@ -99,10 +104,17 @@ impl FromStr for ByteSize {
             "m" => 1_000_000,
             "g" => 1_000_000_000,
             "t" => 1_000_000_000_000,
-            u => UNITS.iter().find(|(name, _)| *name == u).map(|(_, f)| *f).ok_or_else(|| err("unknown unit"))?,
+            u => UNITS
+                .iter()
+                .find(|(name, _)| *name == u)
+                .map(|(_, f)| *f)
+                .ok_or_else(|| err("unknown unit"))?,
         };
         if let Ok(whole) = s[..split].parse::<u64>() {
-            return whole.checked_mul(factor).map(Self).ok_or_else(|| err("out of range"));
+            return whole
+                .checked_mul(factor)
+                .map(Self)
+                .ok_or_else(|| err("out of range"));
         }
         // A fractional number: f64 is exact for every factor above (all below 2^53).
         #[allow(clippy::cast_precision_loss)]
@@ -134,7 +146,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 v.parse().map_err(E::custom)
@@ -167,7 +181,10 @@ mod tests {
     #[test]
     fn decimal_and_binary_units() {
         assert_eq!("100MB".parse::<ByteSize>().unwrap().bytes(), 100_000_000);
-        assert_eq!("100MiB".parse::<ByteSize>().unwrap().bytes(), 100 * 1024 * 1024);
+        assert_eq!(
+            "100MiB".parse::<ByteSize>().unwrap().bytes(),
+            100 * 1024 * 1024
+        );
         assert_eq!("1.5KiB".parse::<ByteSize>().unwrap().bytes(), 1536);
         assert_eq!("42".parse::<ByteSize>().unwrap().bytes(), 42);
         assert_eq!("10 kb".parse::<ByteSize>().unwrap().bytes(), 10_000);

@@ -17,7 +17,9 @@ pub struct DurationMs(u64);
 
 /// Why a duration string could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason} (use milliseconds, or a string such as \"500ms\", \"30s\", \"5m\", \"1h\")")]
+#[error(
+    "invalid duration {input:?}: {reason} (use milliseconds, or a string such as \"500ms\", \"30s\", \"5m\", \"1h\")"
+)]
 pub struct ParseDurationError {
     input: String,
     reason: &'static str,
@@ -74,7 +76,12 @@ impl fmt::Display for DurationMs {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
             if ms.is_multiple_of(size) {
                 return write!(f, "{}{unit}", ms / size);
             }
@@ -87,7 +94,10 @@ impl FromStr for DurationMs {
     type Err = ParseDurationError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ParseDurationError { input: input.to_owned(), reason };
+        let err = |reason| ParseDurationError {
+            input: input.to_owned(),
+            reason,
+        };
         let s = input.trim();
         if s.is_empty() {
             return Err(err("empty"));
@@ -98,13 +108,17 @@ impl FromStr for DurationMs {
         let mut total: u64 = 0;
         let mut rest = s;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(err("expected a number"));
             }
             let number: f64 = rest[..digits].parse().map_err(|_| err("bad number"))?;
             rest = rest[digits..].trim_start();
-            let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = rest[unit_len..].trim_start();
             let factor: f64 = match unit {
@@ -157,7 +171,9 @@ impl<'de> Deserialize<'de> for DurationMs {
                     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                     Ok(DurationMs(v as u64))
                 } else {
-                    Err(E::custom("a duration must be a whole, non-negative number of milliseconds"))
+                    Err(E::custom(
+                        "a duration must be a whole, non-negative number of milliseconds",
+                    ))
                 }
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DurationMs, E> {

@@ -67,12 +67,22 @@ impl CheckResult {
     }
 
     fn with_status(status: CheckStatus, output: Option<String>) -> Self {
-        Self { status, output, observed_value: None, observed_unit: None, details: serde_json::Map::new() }
+        Self {
+            status,
+            output,
+            observed_value: None,
+            observed_unit: None,
+            details: serde_json::Map::new(),
+        }
     }
 
     /// Adds the observed value and its unit.
     #[must_use]
-    pub fn observed(mut self, value: impl Into<serde_json::Value>, unit: impl Into<String>) -> Self {
+    pub fn observed(
+        mut self,
+        value: impl Into<serde_json::Value>,
+        unit: impl Into<String>,
+    ) -> Self {
         self.observed_value = Some(value.into());
         self.observed_unit = Some(unit.into());
         self
@@ -122,7 +132,10 @@ mod tests {
         let r = futures::executor::block_on(c.check());
         assert_eq!(r.status, CheckStatus::Healthy);
         let j = serde_json::to_value(&r).unwrap();
-        assert_eq!(j, serde_json::json!({"status": "healthy", "observedValue": 1, "observedUnit": "count"}));
+        assert_eq!(
+            j,
+            serde_json::json!({"status": "healthy", "observedValue": 1, "observedUnit": "count"})
+        );
         assert_eq!(CheckStatus::Degraded.as_health_json(), "warn");
     }
 }

@@ -14,7 +14,10 @@ pub struct Problem {
 impl Problem {
     /// A problem at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -36,8 +39,16 @@ pub trait Validate {
 /// A key containing a dot is quoted: `resilience.breakers."events.append"`.
 #[must_use]
 pub fn join_path(parent: &str, key: &str) -> String {
-    let key = if key.contains('.') { format!("\"{key}\"") } else { key.to_owned() };
-    if parent.is_empty() { key } else { format!("{parent}.{key}") }
+    let key = if key.contains('.') {
+        format!("\"{key}\"")
+    } else {
+        key.to_owned()
+    };
+    if parent.is_empty() {
+        key
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 #[cfg(test)]
@@ -48,7 +59,13 @@ mod tests {
     fn joins_and_quotes() {
         assert_eq!(join_path("", "mode"), "mode");
         assert_eq!(join_path("a.b", "c"), "a.b.c");
-        assert_eq!(join_path("resilience.breakers", "events.append"), "resilience.breakers.\"events.append\"");
-        assert_eq!(Problem::new("a.b", "must be positive").to_string(), "a.b: must be positive");
+        assert_eq!(
+            join_path("resilience.breakers", "events.append"),
+            "resilience.breakers.\"events.append\""
+        );
+        assert_eq!(
+            Problem::new("a.b", "must be positive").to_string(),
+            "a.b: must be positive"
+        );
     }
 }

@@ -1,0 +1,130 @@
+//! Hot reload on a real file: applied and notified, rolled back when invalid, atomic renames seen.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tamma_config::{ConfigCheck, ConfigManager, ReloadEvent};
+use tamma_core::{Check, CheckStatus};
+
+use crate::fixture::Root;
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn atomic_write(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn reload_applies_valid_changes_and_keeps_old_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tamma.toml");
+    std::fs::write(&path, "[logging]\nlevel = \"info\"\n").unwrap();
+    let c = ConfigManager::<Root>::builder()
+        .file(Some(path.clone()))
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = Arc::clone(&seen);
+    let _guard = c
+        .watch("logging", move |ch| {
+            s2.lock()
+                .push((ch.changed.clone(), ch.new["level"].clone()))
+        })
+        .unwrap();
+    let unrelated = Arc::new(AtomicUsize::new(0));
+    let u2 = Arc::clone(&unrelated);
+    let _g2 = c.watch("monitoring", move |_| {
+        u2.fetch_add(1, Ordering::SeqCst);
+    });
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let e2 = Arc::clone(&events);
+    let _g3 = c.on_reload(move |e| e2.lock().push(matches!(e, ReloadEvent::Applied { .. })));
+    let _w = c.watch_file(Duration::from_millis(100)).unwrap();
+
+    std::fs::write(&path, "[logging]\nlevel = \"debug\"\n").unwrap();
+    wait_for("the change", || c.current().logging.level == "debug");
+    wait_for("the watcher", || !seen.lock().is_empty());
+    assert_eq!(
+        seen.lock()[0],
+        (vec!["logging.level".to_owned()], serde_json::json!("debug"))
+    );
+    assert_eq!(unrelated.load(Ordering::SeqCst), 0);
+
+    // Invalid: old config kept, status and check degraded.
+    std::fs::write(&path, "[logging]\nlevel = \"debug\"\nbogus = 1\n").unwrap();
+    wait_for("the failure", || c.reload_status().failures >= 1);
+    assert_eq!(c.current().logging.level, "debug");
+    let st = c.reload_status();
+    assert!(
+        st.last_error.as_ref().unwrap()[0].contains("logging.bogus: unknown key"),
+        "{st:?}"
+    );
+    let check = ConfigCheck::new(c.clone());
+    let r = futures_lite_block(check.check());
+    assert_eq!(r.status, CheckStatus::Degraded);
+
+    // Fixed with an editor-style atomic rename.
+    atomic_write(&path, "[logging]\nlevel = \"warn\"\n");
+    wait_for("the atomic save", || c.current().logging.level == "warn");
+    assert!(c.reload_status().last_error.is_none());
+    assert_eq!(
+        futures_lite_block(check.check()).status,
+        CheckStatus::Healthy
+    );
+    assert!(events.lock().contains(&false) && events.lock().contains(&true));
+}
+
+#[test]
+fn restart_required_fields_are_not_half_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tamma.toml");
+    std::fs::write(&path, "dataDir = \"/a\"\n").unwrap();
+    let c = ConfigManager::<Root>::builder()
+        .file(Some(path.clone()))
+        .build()
+        .unwrap();
+    std::fs::write(&path, "dataDir = \"/b\"\n[logging]\nlevel = \"debug\"\n").unwrap();
+    c.reload().unwrap();
+    assert_eq!(c.current().data_dir, "/a");
+    assert_eq!(c.current().logging.level, "debug");
+    assert_eq!(c.reload_status().restart_required, ["dataDir"]);
+}
+
+#[test]
+fn unsubscribe_by_drop_and_by_handle() {
+    let c = ConfigManager::<Root>::builder().build().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&hits);
+    let guard = c
+        .watch("", move |_| {
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    c.set("logging.level", serde_json::json!("debug")).unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    guard.unsubscribe();
+    c.set("logging.level", serde_json::json!("warn")).unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
