@@ -1,1 +1,37 @@
-//! `tamma-events-sqlite`: work in progress; see ARCHITECTURE.md.
+//! The embedded Tamma event store: one SQLite file (`<dataDir>/events.db` by default) implementing the
+//! DCB contract of [`tamma_events::EventStore`].
+//!
+//! - WAL journal with `synchronous=FULL`: an append is acknowledged only after its commit is synced, so an
+//!   acknowledged event survives `kill -9` and power loss.
+//! - One writer thread with **group commit**: concurrent appends queue, one transaction and one WAL sync
+//!   cover all of them, each checked in order (conditions see the earlier appends of the same batch) and
+//!   answered on its own; a failed condition fails only its own append.
+//! - Positions are the table's rowid, assigned by the single writer: gapless and in commit order.
+//! - Tags live in their own `(tag, position)` B-tree, so a tag query scans only matching entries and stops
+//!   at its limit. Reads use their own connections and never block the writer.
+//! - SQLite BUSY/LOCKED (another process holding the lock past the busy timeout) is a transient error.
+//!
+//! ```
+//! use futures::TryStreamExt;
+//! use tamma_events::{AppendCondition, Event, EventStore, Query, QueryItem, ReadOptions};
+//! use tamma_events_sqlite::{SqliteOptions, SqliteStore};
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = SqliteStore::open(dir.path().join("events.db"), SqliteOptions::default())?;
+//! let wf = Query::item(QueryItem::tags(["workflow:wf-1"]));
+//! let first = store.append(vec![Event::new("WORKFLOW.STARTED").tag("workflow:wf-1")], None).await?;
+//! let cond = AppendCondition::new(wf.clone()).after(first.last_position());
+//! store.append(vec![Event::new("WORKFLOW.COMPLETED").tag("workflow:wf-1")], Some(cond)).await?;
+//! let events: Vec<_> = store.read(wf, ReadOptions::forwards()).try_collect().await?;
+//! assert_eq!(events.len(), 2);
+//! # Ok::<(), tamma_events::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod error;
+mod schema;
+mod store;
+
+pub use error::{Error, is_transient};
+pub use store::{SqliteOptions, SqliteStore, WriterSettings};

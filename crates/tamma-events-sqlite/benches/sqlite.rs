@@ -1,0 +1,346 @@
+//! The SQLite event store benchmark: one command prints the whole table.
+//!
+//! `cargo bench -p tamma-events-sqlite --bench sqlite [-- --big N]`
+//!
+//! It starts with a 2-second raw `write 4 KiB + fdatasync` probe on the data directory's filesystem
+//! (and prints the filesystem type), then runs each workload through the `EventStore` API, durable
+//! (`synchronous=FULL`), and prints events/s, p50/p99 latency per call, CPU seconds per 1,000 events and,
+//! for writes, events per commit (each commit is one WAL sync). Events look like real ones: a UUIDv7 id,
+//! 2 tags, about 200 bytes of JSON data and 3 metadata keys.
+#![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_possible_truncation, missing_docs)]
+
+use std::collections::HashSet;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use hdrhistogram::Histogram;
+use tamma_events::{
+    AppendCondition, Event, EventMetadata, EventSource, EventStore, Query, QueryItem, ReadOptions,
+};
+use tamma_events_sqlite::{SqliteOptions, SqliteStore};
+
+fn event(tag_a: &str, tag_b: &str, i: u64) -> Event {
+    let metadata = EventMetadata {
+        event_source: Some(EventSource::System),
+        correlation_id: Some(format!("corr-{}", i / 10)),
+        request_id: Some(format!("req-{i}")),
+        ..EventMetadata::default()
+    };
+    Event::new("TASK.PROGRESSED").tag(tag_a).tag(tag_b).metadata(metadata).data(serde_json::json!({
+        "step": i, "status": "running", "message": "processed another chunk of the input file without errors",
+        "progress": {"done": i, "total": 1_000_000u64}, "worker": "worker-07.example.internal", "attempt": 1
+    }))
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of every thread of the process, in clock ticks of 1/100 s (USER_HZ on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn fs_type(dir: &Path) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && dir.starts_with(f[1]))
+                .then(|| (f[1].len(), format!("{} ({} on {})", f[2], f[0], f[1])))
+        })
+        .max()
+        .map_or_else(|| "unknown".into(), |(_, s)| s)
+}
+
+fn fdatasync_probe(dir: &Path) -> (f64, f64) {
+    let path = dir.join("probe.bin");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(&vec![0u8; 1 << 20]).unwrap();
+    f.sync_all().unwrap();
+    let block = [7u8; 4096];
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        let t = Instant::now();
+        f.seek(SeekFrom::Start((n % 256) * 4096)).unwrap();
+        f.write_all(&block).unwrap();
+        f.sync_data().unwrap();
+        h.record(t.elapsed().as_micros() as u64).unwrap();
+        n += 1;
+    }
+    std::fs::remove_file(path).ok();
+    (
+        n as f64 / start.elapsed().as_secs_f64(),
+        h.value_at_quantile(0.5) as f64,
+    )
+}
+
+struct Row {
+    name: String,
+    events: u64,
+    secs: f64,
+    cpu: f64,
+    lat: Histogram<u64>,
+    per_commit: Option<f64>,
+}
+
+fn print_header() {
+    println!(
+        "| {:<46} | {:>12} | {:>9} | {:>9} | {:>12} | {:>13} |",
+        "workload", "events/s", "p50 µs", "p99 µs", "CPU s/1k ev", "events/commit"
+    );
+    println!(
+        "|{:-<48}|{:->14}|{:->11}|{:->11}|{:->14}|{:->15}|",
+        "", "", "", "", "", ""
+    );
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "| {:<46} | {:>12.0} | {:>9} | {:>9} | {:>12.4} | {:>13} |",
+        r.name,
+        r.events as f64 / r.secs,
+        r.lat.value_at_quantile(0.5),
+        r.lat.value_at_quantile(0.99),
+        r.cpu / r.events.max(1) as f64 * 1000.0,
+        r.per_commit
+            .map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+    );
+}
+
+/// Events per commit of the events at positions above `from`: each commit stamps one `recordedAt`.
+async fn events_per_commit(store: &SqliteStore, from: u64) -> f64 {
+    let evs: Vec<_> = store
+        .read(Query::all(), ReadOptions::forwards().from(from + 1))
+        .try_collect()
+        .await
+        .unwrap();
+    let commits: HashSet<_> = evs.iter().map(|e| e.recorded_at).collect();
+    evs.len() as f64 / commits.len().max(1) as f64
+}
+
+/// `writers` tasks each appending `per_append` events per call with a condition on their own tag, for
+/// `dur` or `max_calls` calls per writer.
+async fn writers(
+    store: &Arc<SqliteStore>,
+    name: &str,
+    writers: u64,
+    per_append: u64,
+    dur: Duration,
+    max_calls: u64,
+) -> Row {
+    let before = store.head().await.unwrap();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3).unwrap();
+            let tag = format!("writer:{w}-{}", uuid::Uuid::now_v7());
+            let q = Query::item(QueryItem::tags([tag.clone()]));
+            let mut last = 0;
+            let mut n = 0;
+            let t0 = Instant::now();
+            let mut calls = 0;
+            while t0.elapsed() < dur && calls < max_calls {
+                let events = (0..per_append)
+                    .map(|i| event(&tag, "kind:bench", n + i))
+                    .collect();
+                let cond = AppendCondition::new(q.clone()).after(last);
+                let t = Instant::now();
+                let r = store.append(events, Some(cond)).await.unwrap();
+                h.record(t.elapsed().as_micros() as u64).unwrap();
+                last = r.last_position();
+                n += per_append;
+                calls += 1;
+            }
+            (n, h)
+        }));
+    }
+    let mut lat = Histogram::<u64>::new(3).unwrap();
+    let mut events = 0;
+    for t in tasks {
+        let (n, h) = t.await.unwrap();
+        events += n;
+        lat.add(h).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    let per_commit = Some(events_per_commit(store, before).await);
+    Row {
+        name: name.into(),
+        events,
+        secs,
+        cpu,
+        lat,
+        per_commit,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let big: u64 = args
+        .iter()
+        .position(|a| a == "--big")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(250_000);
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(base).unwrap();
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "data directory: {} on {}",
+        dir.path().display(),
+        fs_type(dir.path())
+    );
+    let (syncs, p50) = fdatasync_probe(dir.path());
+    println!(
+        "raw write 4 KiB + fdatasync (rewriting a preallocated file), 2 s: {syncs:.0}/s, p50 {p50:.0} µs\n"
+    );
+    rt.block_on(async {
+        let store = Arc::new(
+            SqliteStore::open(dir.path().join("bench.db"), SqliteOptions::default()).unwrap(),
+        );
+        // Warm up: create the WAL and let it reach its recycled size.
+        writers(&store, "warm-up", 4, 100, Duration::from_millis(500), 200).await;
+        print_header();
+        let secs = Duration::from_secs(3);
+        print_row(
+            &writers(
+                &store,
+                "1 writer, 1 event per conditional append",
+                1,
+                1,
+                secs,
+                u64::MAX,
+            )
+            .await,
+        );
+        print_row(
+            &writers(
+                &store,
+                "16 writers, 1 event each, disjoint tags",
+                16,
+                1,
+                secs,
+                u64::MAX,
+            )
+            .await,
+        );
+        print_row(&writers(&store, "1 writer, 100 events per append", 1, 100, secs, 300).await);
+        print_row(
+            &writers(
+                &store,
+                "1 writer, 1000 events per append",
+                1,
+                1000,
+                secs,
+                60,
+            )
+            .await,
+        );
+        drop(store);
+
+        // The big store: `big` events, each entity tag on 100 of them.
+        let path = dir.path().join("big.db");
+        let store = Arc::new(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+        let entities = (big / 100).max(1);
+        let t = Instant::now();
+        for chunk in 0..big.div_ceil(1000) {
+            let events = (chunk * 1000..((chunk + 1) * 1000).min(big))
+                .map(|i| event(&format!("entity:{}", i % entities), "kind:big", i))
+                .collect();
+            store.append(events, None).await.unwrap();
+        }
+        println!(
+            "\nbig store: {big} events loaded in {:.1} s; file {:.0} MiB",
+            t.elapsed().as_secs_f64(),
+            std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1048576.0)
+        );
+        let cpu0 = cpu_seconds();
+        let start = Instant::now();
+        let mut lat = Histogram::<u64>::new(3).unwrap();
+        let queries = 500u64;
+        for i in 0..queries {
+            let q = Query::item(QueryItem::tags([format!(
+                "entity:{}",
+                (i * 7919) % entities
+            )]));
+            let t = Instant::now();
+            let got: Vec<_> = store
+                .read(q, ReadOptions::forwards().limit(100))
+                .try_collect()
+                .await
+                .unwrap();
+            lat.record(t.elapsed().as_micros() as u64).unwrap();
+            assert_eq!(got.len() as u64, 100.min(big));
+        }
+        print_header();
+        print_row(&Row {
+            name: format!("tag query returning 100 of {big}"),
+            events: queries * 100,
+            secs: start.elapsed().as_secs_f64(),
+            cpu: cpu_seconds() - cpu0,
+            lat,
+            per_commit: None,
+        });
+        let cpu0 = cpu_seconds();
+        let start = Instant::now();
+        let mut n = 0u64;
+        let mut stream = store.read(Query::all(), ReadOptions::forwards());
+        while stream.try_next().await.unwrap().is_some() {
+            n += 1;
+        }
+        let mut lat = Histogram::<u64>::new(3).unwrap();
+        lat.record(start.elapsed().as_micros() as u64).unwrap();
+        print_row(&Row {
+            name: format!("full forward read of {big} (latency = whole read)"),
+            events: n,
+            secs: start.elapsed().as_secs_f64(),
+            cpu: cpu_seconds() - cpu0,
+            lat,
+            per_commit: None,
+        });
+        println!(
+            "\nprocess RSS after the big store's reads: {:.0} MiB",
+            rss_mib()
+        );
+        drop(stream);
+        drop(store);
+        let t = Instant::now();
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let head = store.head().await.unwrap();
+        println!(
+            "reopen of the {big}-event store: {:.1} ms (head {head})",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+    });
+}

@@ -1,0 +1,269 @@
+//! The database layout, the SQL a query becomes, and rows to and from events.
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row};
+use tamma_events::{Event, EventMetadata, Query, ReadOptions, SequencedEvent, Tags};
+use uuid::Uuid;
+
+/// The newest schema version this build writes (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1. `position` is the rowid. Tags are kept twice: as a JSON array on the event (read back with
+/// it) and one row per tag in `event_tags`, a `(tag, position)` B-tree, so a tag query is an ordered scan
+/// of only the matching entries that stops at its limit. `meta.removed_through` remembers the last
+/// position retention removed, so the head never goes down.
+pub(crate) const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position    INTEGER PRIMARY KEY,
+    id          BLOB    NOT NULL UNIQUE,
+    type        TEXT    NOT NULL,
+    timestamp   INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    tags        TEXT    NOT NULL,
+    metadata    TEXT,
+    data        TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_type_position ON events (type, position);
+CREATE TABLE IF NOT EXISTS event_tags (
+    tag      TEXT    NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (tag, position)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The columns every event read selects, in the order [`decode`] expects.
+const COLUMNS: &str =
+    "e.position, e.id, e.type, e.timestamp, e.recorded_at, e.tags, e.metadata, e.data";
+
+/// The committed head: the last position, or what retention removed if it removed everything.
+pub(crate) fn head(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "SELECT max(coalesce((SELECT max(position) FROM events), 0),
+                    coalesce((SELECT value FROM meta WHERE key = 'removed_through'), 0))",
+    )?
+    .query_row([], |r| r.get::<_, i64>(0))
+    .map(to_u64)
+}
+
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(v).unwrap_or_default()
+}
+
+/// An event encoded for insertion (done by the caller's task, so the writer thread only runs SQL).
+pub(crate) struct Encoded {
+    pub(crate) id: [u8; 16],
+    pub(crate) event_type: String,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) tags_json: String,
+    pub(crate) tags: Vec<String>,
+    pub(crate) metadata: Option<String>,
+    pub(crate) data: String,
+}
+
+pub(crate) fn encode(e: &Event) -> Encoded {
+    Encoded {
+        id: *e.id.as_bytes(),
+        event_type: e.event_type.clone(),
+        timestamp: e.timestamp.map(micros),
+        // Serializing tags, metadata and JSON values into memory cannot fail (string keys only).
+        tags_json: serde_json::to_string(&e.tags).unwrap_or_else(|_| "[]".to_owned()),
+        tags: e.tags.iter().map(str::to_owned).collect(),
+        metadata: (!e.metadata.is_empty())
+            .then(|| serde_json::to_string(&e.metadata).unwrap_or_default()),
+        data: serde_json::to_string(&e.data).unwrap_or_else(|_| "null".to_owned()),
+    }
+}
+
+/// Reads one row selected with [`COLUMNS`].
+pub(crate) fn decode(r: &Row<'_>) -> rusqlite::Result<SequencedEvent> {
+    let conv = |i: usize, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    let id: [u8; 16] = r.get(1)?;
+    let tags: Tags = serde_json::from_str(r.get_ref(5)?.as_str()?).map_err(|e| conv(5, e))?;
+    let metadata: EventMetadata = match r.get_ref(6)?.as_str_or_null()? {
+        Some(s) => serde_json::from_str(s).map_err(|e| conv(6, e))?,
+        None => EventMetadata::default(),
+    };
+    let data: serde_json::Value =
+        serde_json::from_str(r.get_ref(7)?.as_str()?).map_err(|e| conv(7, e))?;
+    Ok(SequencedEvent {
+        position: to_u64(r.get(0)?),
+        recorded_at: from_micros(r.get(4)?),
+        event: Event {
+            id: Uuid::from_bytes(id),
+            event_type: r.get(2)?,
+            timestamp: Some(from_micros(r.get(3)?)),
+            tags,
+            metadata,
+            data,
+        },
+    })
+}
+
+/// A query as SQL with its parameters.
+pub(crate) struct Sql {
+    pub(crate) text: String,
+    pub(crate) params: Vec<Value>,
+}
+
+/// The SQL selecting events of `query` as `options` say, capped at `limit` rows.
+///
+/// One item becomes one ordered index scan (`event_tags` on its first tag, or `events` on its type);
+/// several items become a `UNION` of per-item scans, each capped at the limit, joined back to `events`.
+pub(crate) fn select(query: &Query, options: ReadOptions, limit: u64) -> Sql {
+    let mut params = Vec::new();
+    let (cmp, order) = if options.backwards {
+        ("<=", "DESC")
+    } else {
+        (">=", "ASC")
+    };
+    let bound = options
+        .from
+        .unwrap_or(if options.backwards { u64::MAX } else { 1 });
+    let text = if query.items.is_empty() {
+        params.push(Value::Integer(to_i64(bound)));
+        format!(
+            "SELECT {COLUMNS} FROM events e WHERE e.position {cmp} ?1 ORDER BY e.position {order} LIMIT {limit}"
+        )
+    } else if query.items.len() == 1 {
+        let (from, wher, pos) = item_sql(&query.items[0], cmp, bound, &mut params);
+        format!("SELECT {COLUMNS} FROM {from} WHERE {wher} ORDER BY {pos} {order} LIMIT {limit}")
+    } else {
+        let parts: Vec<String> = query
+            .items
+            .iter()
+            .map(|item| {
+                let (from, wher, pos) = item_sql(item, cmp, bound, &mut params);
+                format!("SELECT position FROM (SELECT {pos} AS position FROM {from} WHERE {wher} ORDER BY {pos} {order} LIMIT {limit})")
+            })
+            .collect();
+        format!(
+            "SELECT {COLUMNS} FROM events e WHERE e.position IN ({}) ORDER BY e.position {order} LIMIT {limit}",
+            parts.join(" UNION ")
+        )
+    };
+    Sql { text, params }
+}
+
+/// `FROM`, `WHERE` and the position column to order by, of one item; the event table is aliased `e`.
+fn item_sql(
+    item: &tamma_events::QueryItem,
+    cmp: &str,
+    bound: u64,
+    params: &mut Vec<Value>,
+) -> (String, String, &'static str) {
+    let mut p = |v: Value| {
+        params.push(v);
+        format!("?{}", params.len())
+    };
+    let mut wher = Vec::new();
+    let (from, pos) = if let Some(first) = item.tags.iter().next() {
+        wher.push(format!("t.tag = {}", p(Value::Text(first.to_owned()))));
+        wher.push(format!(
+            "t.position {cmp} {}",
+            p(Value::Integer(to_i64(bound)))
+        ));
+        for tag in item.tags.iter().skip(1) {
+            wher.push(format!(
+                "EXISTS (SELECT 1 FROM event_tags t2 WHERE t2.tag = {} AND t2.position = t.position)",
+                p(Value::Text(tag.to_owned()))
+            ));
+        }
+        (
+            "event_tags t JOIN events e ON e.position = t.position".to_owned(),
+            "t.position",
+        )
+    } else {
+        wher.push(format!(
+            "e.position {cmp} {}",
+            p(Value::Integer(to_i64(bound)))
+        ));
+        ("events e".to_owned(), "e.position")
+    };
+    if !item.types.is_empty() {
+        let list: Vec<String> = item
+            .types
+            .iter()
+            .map(|t| p(Value::Text(t.clone())))
+            .collect();
+        wher.push(format!("e.type IN ({})", list.join(", ")));
+    }
+    (from, wher.join(" AND "), pos)
+}
+
+/// Runs a [`select`].
+pub(crate) fn run(conn: &Connection, sql: &Sql) -> rusqlite::Result<Vec<SequencedEvent>> {
+    let mut stmt = conn.prepare_cached(&sql.text)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), decode)?;
+    rows.collect()
+}
+
+/// The event stored under `id`, if any.
+pub(crate) fn get(conn: &Connection, id: &Uuid) -> rusqlite::Result<Option<SequencedEvent>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events e WHERE e.id = ?1"))?;
+    let mut rows = stmt.query_map([&id.as_bytes()[..]], decode)?;
+    rows.next().transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tamma_events::QueryItem;
+
+    fn plan(conn: &Connection, sql: &Sql) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+            .unwrap();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(sql.params.iter()), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    /// A tag query is a range search of the (tag, position) key, in order, with no scan and no sort.
+    #[test]
+    fn tag_query_searches_only_matching_index_entries() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        let q = Query::item(QueryItem::tags(["workflow:wf-1"]));
+        let p = plan(&conn, &select(&q, ReadOptions::forwards().from(10), 100));
+        assert!(
+            p.contains("SEARCH t USING PRIMARY KEY (tag=? AND position>?)"),
+            "{p}"
+        );
+        assert!(!p.contains("SCAN") && !p.contains("TEMP B-TREE"), "{p}");
+        let p = plan(&conn, &select(&q, ReadOptions::backwards().from(10), 100));
+        assert!(
+            p.contains("SEARCH t USING PRIMARY KEY (tag=? AND position<?)"),
+            "{p}"
+        );
+        assert!(!p.contains("TEMP B-TREE"), "{p}");
+        let q = Query::item(QueryItem::types(["A"]));
+        let p = plan(&conn, &select(&q, ReadOptions::forwards(), 100));
+        assert!(
+            p.contains("events_type_position (type=? AND position>?)"),
+            "{p}"
+        );
+    }
+}

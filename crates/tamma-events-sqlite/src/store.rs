@@ -1,0 +1,674 @@
+//! The store: one writer thread with group commit, a pool of reader connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tamma_core::metric_names as m;
+use tamma_events::{
+    AppendCondition, AppendResult, Event, EventStore, EventStream, IdCheck, Limits, Query,
+    ReadOptions, SequencedEvent, StoreHealth, StoreHooks, SubscriptionSource, resolve_ids,
+    subscription, validate_append,
+};
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::error::{Error, backend};
+use crate::schema::{self, Encoded, SCHEMA_V1, SCHEMA_VERSION, to_i64};
+
+/// Settings of a [`SqliteStore`] beyond its path.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// Limits on appended events (`events.maxEventSize`).
+    pub limits: Limits,
+    /// Test hooks (a commit delay); `StoreHooks::default()` in production.
+    pub hooks: StoreHooks,
+    /// How long a connection waits for a lock held by another process before failing with a transient
+    /// error (SQLite BUSY). Default 5 s.
+    pub busy_timeout: Duration,
+    /// How often idle subscriptions re-read without a signal, to see commits of other processes sharing
+    /// the file. Default 1 s.
+    pub poll_interval: Duration,
+    /// Most events one group commit carries. Default 10,000.
+    pub max_batch_events: usize,
+    /// Page cache of each connection, KiB. Default 16 MiB.
+    pub cache_kib: u32,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            hooks: StoreHooks::default(),
+            busy_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+            max_batch_events: 10_000,
+            cache_kib: 16 * 1024,
+        }
+    }
+}
+
+/// What SQLite reports for the writer connection's durability settings (read back after opening).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriterSettings {
+    /// `PRAGMA journal_mode`: `wal`.
+    pub journal_mode: String,
+    /// `PRAGMA synchronous`: 2 (`FULL`).
+    pub synchronous: i64,
+}
+
+/// The embedded event store: one SQLite file in WAL mode with `synchronous=FULL`.
+///
+/// One writer thread owns the only writing connection. Concurrent appends queue to it; it takes every
+/// queued append (up to [`SqliteOptions::max_batch_events`]) into one transaction, checks each in order
+/// against the state including the earlier appends of the same batch, commits once (one WAL sync) and
+/// answers each caller with its own result. An append is acknowledged only after its commit is durable.
+/// Reads run on separate connections, which never block the writer and are never blocked by it.
+///
+/// Cheap to clone (an `Arc`); the writer stops when the last clone is dropped, after finishing the
+/// appends already queued.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    tx: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Arc<Readers>,
+    head_rx: watch::Receiver<u64>,
+    shared: Arc<Shared>,
+    options: SqliteOptions,
+    settings: WriterSettings,
+}
+
+struct Shared {
+    queued: AtomicUsize,
+    last_commit: Mutex<Option<Instant>>,
+}
+
+enum Request {
+    Append {
+        events: Vec<Event>,
+        encoded: Vec<Encoded>,
+        condition: Option<AppendCondition>,
+        delay: Option<Duration>,
+        reply: oneshot::Sender<tamma_events::Result<AppendResult>>,
+    },
+    Delete {
+        cutoff: i64,
+        reply: oneshot::Sender<tamma_events::Result<u64>>,
+    },
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`, creating its directory, applying the schema and starting
+    /// the writer thread. Blocks briefly on file I/O.
+    ///
+    /// # Errors
+    /// [`Error`] when the file cannot be opened or set up, or was written by a newer schema.
+    pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_err = |source| Error::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        conn.busy_timeout(options.busy_timeout).map_err(open_err)?;
+        let journal_mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Setting {
+                path,
+                setting: "journal_mode=WAL",
+                got: journal_mode,
+            });
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = FULL; PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;",
+            options.cache_kib
+        ))
+        .map_err(open_err)?;
+        let synchronous: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if synchronous != 2 {
+            return Err(Error::Setting {
+                path,
+                setting: "synchronous=FULL",
+                got: synchronous.to_string(),
+            });
+        }
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew {
+                path,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(open_err)?;
+        }
+        let head = schema::head(&conn).map_err(open_err)?;
+        let (head_tx, head_rx) = watch::channel(head);
+        let shared = Arc::new(Shared {
+            queued: AtomicUsize::new(0),
+            last_commit: Mutex::new(None),
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let shared = shared.clone();
+            let max = options.max_batch_events.max(1);
+            std::thread::Builder::new()
+                .name("tamma-events-writer".into())
+                .spawn(move || {
+                    Writer {
+                        conn,
+                        head_tx,
+                        shared,
+                        last_recorded: 0,
+                    }
+                    .run(&rx, max);
+                })
+                .map_err(Error::Thread)?
+        };
+        let readers = Arc::new(Readers {
+            path: path.clone(),
+            options: options.clone(),
+            idle: Mutex::new(Vec::new()),
+        });
+        tracing::debug!(path = %path.display(), head, "event store opened");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                tx: Some(tx),
+                writer: Some(writer),
+                readers,
+                head_rx,
+                shared,
+                options,
+                settings: WriterSettings {
+                    journal_mode: journal_mode.to_lowercase(),
+                    synchronous,
+                },
+            }),
+        })
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The writer connection's durability settings as SQLite reported them after opening.
+    #[must_use]
+    pub fn writer_settings(&self) -> &WriterSettings {
+        &self.inner.settings
+    }
+
+    fn send(&self, req: Request) -> tamma_events::Result<()> {
+        let tx = self
+            .inner
+            .tx
+            .as_ref()
+            .ok_or_else(|| tamma_events::Error::unavailable("the event store is closed"))?;
+        self.inner.shared.queued.fetch_add(1, Ordering::Relaxed);
+        tx.send(req).map_err(|_| {
+            self.inner.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            tamma_events::Error::unavailable("the event store writer has stopped")
+        })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(w) = self.writer.take()
+            && w.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "the event store writer thread panicked");
+        }
+    }
+}
+
+fn closed<T>(_: T) -> tamma_events::Error {
+    tamma_events::Error::unavailable("the event store writer stopped before answering")
+}
+
+impl EventStore for SqliteStore {
+    fn append(
+        &self,
+        events: Vec<Event>,
+        condition: Option<AppendCondition>,
+    ) -> BoxFuture<'_, tamma_events::Result<AppendResult>> {
+        Box::pin(async move {
+            if let Err(e) = validate_append(&events, condition.as_ref(), &self.inner.options.limits)
+            {
+                metrics::counter!(m::EVENTS_APPEND_REJECTED_TOTAL, "reason" => "invalid")
+                    .increment(1);
+                return Err(e);
+            }
+            let encoded = events.iter().map(schema::encode).collect();
+            let delay = self.inner.options.hooks.commit_delay_for(&events);
+            let (reply, rx) = oneshot::channel();
+            self.send(Request::Append {
+                events,
+                encoded,
+                condition,
+                delay,
+                reply,
+            })?;
+            rx.await.map_err(closed)?
+        })
+    }
+
+    fn read(&self, query: Query, options: ReadOptions) -> EventStream {
+        if let Err(e) = query.validate("query") {
+            return Box::pin(futures::stream::once(async { Err(e) }));
+        }
+        read_pages(self.inner.readers.clone(), query, options)
+    }
+
+    fn get(&self, id: Uuid) -> BoxFuture<'_, tamma_events::Result<Option<SequencedEvent>>> {
+        let readers = self.inner.readers.clone();
+        Box::pin(async move { readers.run(move |c| schema::get(c, &id)).await })
+    }
+
+    fn head(&self) -> BoxFuture<'_, tamma_events::Result<u64>> {
+        let readers = self.inner.readers.clone();
+        Box::pin(async move { readers.run(schema::head).await })
+    }
+
+    fn subscribe(&self, query: Query, after: u64) -> EventStream {
+        if let Err(e) = query.validate("query") {
+            return Box::pin(futures::stream::once(async { Err(e) }));
+        }
+        let readers = self.inner.readers.clone();
+        let src = SubscriptionSource {
+            fetch: Arc::new(move |q: Query, from: u64, limit: u64| {
+                let readers = readers.clone();
+                Box::pin(async move {
+                    let sql = schema::select(&q, ReadOptions::forwards().from(from), limit);
+                    let page = readers.run(move |c| schema::run(c, &sql)).await?;
+                    metrics::counter!(m::EVENTS_SUBSCRIBED_TOTAL).increment(page.len() as u64);
+                    Ok(page)
+                })
+            }),
+            head: self.inner.head_rx.clone(),
+            poll_interval: Some(self.inner.options.poll_interval),
+            page_size: 512,
+        };
+        subscription(src, query, after)
+    }
+
+    fn delete_before(&self, cutoff: DateTime<Utc>) -> BoxFuture<'_, tamma_events::Result<u64>> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.send(Request::Delete {
+                cutoff: schema::micros(cutoff),
+                reply,
+            })?;
+            rx.await.map_err(closed)?
+        })
+    }
+
+    fn health(&self) -> BoxFuture<'_, tamma_events::Result<StoreHealth>> {
+        Box::pin(async move {
+            let head = self.inner.readers.run(schema::head).await?;
+            Ok(StoreHealth {
+                head,
+                queue_depth: self.inner.shared.queued.load(Ordering::Relaxed),
+                last_commit_age: self.inner.shared.last_commit.lock().map(|t| t.elapsed()),
+            })
+        })
+    }
+}
+
+/// Events per page of a read.
+const READ_PAGE: u64 = 1000;
+
+fn read_pages(readers: Arc<Readers>, query: Query, options: ReadOptions) -> EventStream {
+    struct Cursor {
+        options: ReadOptions,
+        remaining: u64,
+        done: bool,
+    }
+    let start = Cursor {
+        options,
+        remaining: options.limit.unwrap_or(u64::MAX),
+        done: false,
+    };
+    let pages = futures::stream::try_unfold(start, move |mut c| {
+        let readers = readers.clone();
+        let query = query.clone();
+        async move {
+            if c.done || c.remaining == 0 {
+                return Ok::<_, tamma_events::Error>(None);
+            }
+            let want = c.remaining.min(READ_PAGE);
+            let sql = schema::select(&query, c.options, want);
+            let page = readers.run(move |conn| schema::run(conn, &sql)).await?;
+            c.remaining -= page.len() as u64;
+            c.done = (page.len() as u64) < want;
+            if let Some(last) = page.last() {
+                let next = if c.options.backwards {
+                    last.position.checked_sub(1)
+                } else {
+                    last.position.checked_add(1)
+                };
+                match next {
+                    Some(n) if n > 0 => c.options.from = Some(n),
+                    _ => c.done = true,
+                }
+            }
+            metrics::counter!(m::EVENTS_READ_TOTAL, "store" => "sqlite")
+                .increment(page.len() as u64);
+            Ok(Some((futures::stream::iter(page.into_iter().map(Ok)), c)))
+        }
+    });
+    Box::pin(pages.try_flatten().boxed())
+}
+
+/// Reader connections, opened on demand and kept for reuse.
+struct Readers {
+    path: PathBuf,
+    options: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Reader connections kept idle at most.
+const MAX_IDLE_READERS: usize = 8;
+
+impl Readers {
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(self.options.busy_timeout)?;
+        conn.execute_batch(&format!(
+            "PRAGMA query_only = 1; PRAGMA cache_size = -{};",
+            self.options.cache_kib / 4
+        ))?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a reader connection on the blocking pool.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> tamma_events::Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match this.idle.lock().pop() {
+                Some(c) => c,
+                None => this.open().map_err(backend)?,
+            };
+            let out = f(&conn).map_err(backend);
+            let mut idle = this.idle.lock();
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| tamma_events::Error::backend(e, false))?
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    head_tx: watch::Sender<u64>,
+    shared: Arc<Shared>,
+    last_recorded: i64,
+}
+
+struct Pending {
+    events: Vec<Event>,
+    encoded: Vec<Encoded>,
+    condition: Option<AppendCondition>,
+    delay: Option<Duration>,
+    reply: oneshot::Sender<tamma_events::Result<AppendResult>>,
+}
+
+impl Writer {
+    fn run(mut self, rx: &mpsc::Receiver<Request>, max_events: usize) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            let mut n = batch_events(&batch[0]);
+            while n < max_events {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        n += batch_events(&r);
+                        batch.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.shared.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            let mut group = Vec::new();
+            for req in batch {
+                match req {
+                    Request::Append {
+                        events,
+                        encoded,
+                        condition,
+                        delay,
+                        reply,
+                    } => {
+                        group.push(Pending {
+                            events,
+                            encoded,
+                            condition,
+                            delay,
+                            reply,
+                        });
+                    }
+                    Request::Delete { cutoff, reply } => {
+                        self.commit_group(std::mem::take(&mut group));
+                        let _ = reply.send(self.delete_before(cutoff).map_err(backend));
+                    }
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    /// Checks, writes and commits a group of appends in one transaction, then answers each.
+    fn commit_group(&mut self, group: Vec<Pending>) {
+        if group.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let now = schema::micros(Utc::now()).max(self.last_recorded);
+        match self.write_group(&group, now) {
+            Err(e) => {
+                let e = Arc::new(e);
+                let transient = crate::error::is_transient(&e);
+                tracing::warn!(error = %e, appends = group.len(), "event store commit failed");
+                for p in group {
+                    let _ = p
+                        .reply
+                        .send(Err(tamma_events::Error::backend(e.clone(), transient)));
+                }
+            }
+            Ok((results, head, written)) => {
+                if written > 0 {
+                    self.last_recorded = now;
+                    *self.shared.last_commit.lock() = Some(Instant::now());
+                    self.head_tx.send_replace(head);
+                    metrics::counter!(m::EVENTS_APPENDED_TOTAL, "store" => "sqlite")
+                        .increment(written);
+                    metrics::histogram!(m::EVENTS_BATCH_SIZE).record(written as f64);
+                    metrics::histogram!(m::EVENTS_COMMIT_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
+                }
+                for (p, r) in group.into_iter().zip(results) {
+                    if let Err(e) = &r {
+                        let reason = if e.code() == "append_condition_failed" {
+                            "condition_failed"
+                        } else {
+                            e.code()
+                        };
+                        metrics::counter!(m::EVENTS_APPEND_REJECTED_TOTAL, "reason" => reason)
+                            .increment(1);
+                    }
+                    let _ = p.reply.send(r);
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn write_group(
+        &mut self,
+        group: &[Pending],
+        now: i64,
+    ) -> rusqlite::Result<(Vec<tamma_events::Result<AppendResult>>, u64, u64)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut head = schema::head(&tx)?;
+        let mut written = 0u64;
+        let mut results = Vec::with_capacity(group.len());
+        for p in group {
+            match check(&tx, p)? {
+                Some(answer) => results.push(answer),
+                None => {
+                    if let Some(d) = p.delay {
+                        std::thread::sleep(d);
+                    }
+                    let mut ins = tx.prepare_cached(
+                        "INSERT INTO events (position, id, type, timestamp, recorded_at, tags, metadata, data)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?;
+                    let mut ins_tag = tx
+                        .prepare_cached("INSERT INTO event_tags (tag, position) VALUES (?1, ?2)")?;
+                    let mut positions = Vec::with_capacity(p.encoded.len());
+                    for e in &p.encoded {
+                        head += 1;
+                        let pos = to_i64(head);
+                        ins.execute(rusqlite::params![
+                            pos,
+                            &e.id[..],
+                            e.event_type,
+                            e.timestamp.unwrap_or(now),
+                            now,
+                            e.tags_json,
+                            e.metadata,
+                            e.data
+                        ])?;
+                        for tag in &e.tags {
+                            ins_tag.execute(rusqlite::params![tag, pos])?;
+                        }
+                        positions.push(head);
+                    }
+                    written += positions.len() as u64;
+                    results.push(Ok(AppendResult {
+                        positions,
+                        duplicate: false,
+                    }));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok((results, head, written))
+    }
+
+    fn delete_before(&mut self, cutoff: i64) -> rusqlite::Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: Option<i64> = tx.query_row(
+            "SELECT max(position) FROM events WHERE recorded_at < ?1",
+            [cutoff],
+            |r| r.get(0),
+        )?;
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        let removed = tx.execute("DELETE FROM events WHERE position <= ?1", [last])?;
+        tx.execute("DELETE FROM event_tags WHERE position <= ?1", [last])?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('removed_through', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            [last],
+        )?;
+        tx.commit()?;
+        metrics::counter!(m::EVENTS_RETENTION_REMOVED_TOTAL).increment(removed as u64);
+        Ok(removed as u64)
+    }
+}
+
+fn batch_events(r: &Request) -> usize {
+    match r {
+        Request::Append { encoded, .. } => encoded.len(),
+        Request::Delete { .. } => 1,
+    }
+}
+
+/// Idempotency and condition of one append, against the transaction's state (which includes the earlier
+/// appends of the batch). `Some` is the final answer (a duplicate or a rejection); `None` means write.
+fn check(
+    tx: &Connection,
+    p: &Pending,
+) -> rusqlite::Result<Option<tamma_events::Result<AppendResult>>> {
+    let stored: Vec<Option<SequencedEvent>> = p
+        .events
+        .iter()
+        .map(|e| schema::get(tx, &e.id))
+        .collect::<rusqlite::Result<_>>()?;
+    if stored.iter().any(Option::is_some) {
+        let refs: Vec<_> = stored
+            .iter()
+            .map(|s| s.as_ref().map(|s| (s.position, &s.event)))
+            .collect();
+        return Ok(Some(match resolve_ids(&p.events, &refs) {
+            Ok(IdCheck::Duplicate(positions)) => Ok(AppendResult {
+                positions,
+                duplicate: true,
+            }),
+            Ok(IdCheck::New) => return Ok(None),
+            Err(e) => Err(e),
+        }));
+    }
+    if let Some(c) = &p.condition {
+        let from = c.after.map_or(1, |a| a.saturating_add(1));
+        let sql = schema::select(
+            &c.fail_if_events_match,
+            ReadOptions::forwards().from(from),
+            1,
+        );
+        if let Some(hit) = schema::run(tx, &sql)?.first() {
+            return Ok(Some(Err(tamma_events::Error::AppendConditionFailed {
+                position: hit.position,
+            })));
+        }
+    }
+    Ok(None)
+}

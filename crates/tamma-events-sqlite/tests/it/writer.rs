@@ -1,0 +1,133 @@
+//! The writer: group commit, BUSY classification.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use tamma_events::{Event, EventStore, Query, ReadOptions, StoreHooks};
+use tamma_events_sqlite::{SqliteOptions, SqliteStore};
+
+/// Appends queued while a commit is in progress are committed together: one transaction, one
+/// `recordedAt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_queued_during_a_commit_share_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks =
+        StoreHooks::delay_commits_where(Duration::from_millis(300), |e| e[0].event_type == "SLOW");
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path().join("e.db"),
+            SqliteOptions {
+                hooks,
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let slow = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(vec![Event::new("SLOW")], None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut queued = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        queued.push(tokio::spawn(async move {
+            store
+                .append(vec![Event::new("QUEUED").data(serde_json::json!(i))], None)
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        store.health().await.unwrap().queue_depth >= 1,
+        "appends wait for the writer"
+    );
+    assert_eq!(slow.await.unwrap().unwrap().positions, vec![1]);
+    for q in queued {
+        q.await.unwrap().unwrap();
+    }
+    let all: Vec<_> = store
+        .read(Query::all(), ReadOptions::forwards())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 21);
+    let batch_time = all[1].recorded_at;
+    assert!(
+        all[1..].iter().all(|e| e.recorded_at == batch_time),
+        "the 20 queued appends committed as one group"
+    );
+    assert!(all[0].recorded_at <= batch_time);
+    assert_eq!(store.health().await.unwrap().queue_depth, 0);
+}
+
+/// Another connection holding the write lock past the busy timeout gives a real SQLITE_BUSY, classified
+/// transient; once the lock is released the same append succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_busy_is_transient() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let opts = SqliteOptions {
+        busy_timeout: Duration::from_millis(100),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&path, opts).unwrap();
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let event = Event::new("A");
+    let err = store
+        .append(vec![event.clone()], None)
+        .await
+        .expect_err("busy");
+    assert!(err.is_transient(), "{err}");
+    assert_eq!(err.category(), "transient");
+    let source = std::error::Error::source(&err).expect("source").to_string();
+    assert!(
+        source.contains("locked") || source.contains("busy"),
+        "{source}"
+    );
+    blocker.execute_batch("COMMIT").unwrap();
+    assert_eq!(
+        store.append(vec![event], None).await.unwrap().positions,
+        vec![1]
+    );
+}
+
+/// Reads on their own connections go on while the writer holds a long transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_are_not_blocked_by_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks =
+        StoreHooks::delay_commits_where(Duration::from_millis(500), |e| e[0].event_type == "SLOW");
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path().join("e.db"),
+            SqliteOptions {
+                hooks,
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    store.append(vec![Event::new("A")], None).await.unwrap();
+    let slow = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(vec![Event::new("SLOW")], None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The writer is inside its transaction now; a read answers with the committed state.
+    let read = tokio::time::timeout(Duration::from_millis(300), async {
+        let v: Vec<_> = store
+            .read(Query::all(), ReadOptions::forwards())
+            .try_collect()
+            .await
+            .unwrap();
+        (v.len(), store.head().await.unwrap())
+    })
+    .await
+    .expect("reads do not wait for the writer");
+    assert_eq!(read, (1, 1));
+    assert!(!slow.is_finished());
+    assert_eq!(slow.await.unwrap().unwrap().positions, vec![2]);
+}
