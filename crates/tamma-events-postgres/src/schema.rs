@@ -1,0 +1,277 @@
+//! The database layout: versioned migrations, the SQL a query becomes, and rows to and from events.
+
+use chrono::{DateTime, Utc};
+use tamma_events::{Event, EventMetadata, Query, SequencedEvent, Tags};
+use tokio_postgres::Row;
+use tokio_postgres::types::{Json, ToSql};
+use uuid::Uuid;
+
+use crate::error::Error;
+
+/// The migrations, in order: `(version, name, SQL)`. Each runs once, in its own transaction.
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "events", include_str!("../migrations/0001_events.sql"))];
+
+/// Advisory-lock key held (transaction-scoped) by every append: "TAMMA" + 1.
+#[cfg(test)]
+pub(crate) const APPEND_LOCK: i64 = 0x5441_4D4D_4100_0001;
+/// Advisory-lock key held while migrations run, so concurrent starts apply each migration once.
+pub(crate) const MIGRATE_LOCK: i64 = 0x5441_4D4D_4100_0002;
+/// Advisory-lock key held (session-scoped) while retention runs, so it never runs twice at once.
+pub(crate) const RETENTION_LOCK: i64 = 0x5441_4D4D_4100_0003;
+
+/// The `NOTIFY` channel appends announce their new head on.
+pub(crate) const CHANNEL: &str = "tamma_events";
+
+/// The group-commit statement: one call appends a whole batch (see `migrations/0001_events.sql`).
+pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// The committed head.
+pub(crate) const HEAD_SQL: &str = "SELECT tamma_head()";
+
+/// The columns every event read selects, in the order [`decode`] expects.
+const COLUMNS: &str =
+    "e.position, e.id, e.type, e.timestamp, e.recorded_at, e.tags, e.metadata, e.data";
+
+/// Applies every pending migration, serialised across processes by an advisory lock, all in one
+/// transaction (PostgreSQL DDL is transactional: a failed start leaves the schema as it was).
+pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<i32, Error> {
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    let connect = |e| Error::connect(e);
+    let tx = client.transaction().await.map_err(connect)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .await
+        .map_err(connect)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS tamma_schema_migrations (
+            version    integer     PRIMARY KEY,
+            name       text        NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .map_err(connect)?;
+    let found: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM tamma_schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(connect)?
+        .get(0);
+    if found > latest {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: latest,
+        });
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > found) {
+        let step = async {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO tamma_schema_migrations (version, name) VALUES ($1, $2)",
+                &[&version, &name],
+            )
+            .await
+        };
+        step.await.map_err(|source| Error::Migrate {
+            version,
+            name,
+            source,
+        })?;
+        tracing::info!(version, name, "applied event store migration");
+    }
+    tx.commit().await.map_err(connect)?;
+    Ok(latest)
+}
+
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Decodes a row selected with [`COLUMNS`].
+pub(crate) fn decode(row: &Row) -> Result<SequencedEvent, tokio_postgres::Error> {
+    let metadata: Option<Json<EventMetadata>> = row.try_get(6)?;
+    let tags: Vec<String> = row.try_get(5)?;
+    Ok(SequencedEvent {
+        position: to_u64(row.try_get(0)?),
+        recorded_at: row.try_get(4)?,
+        event: Event {
+            id: row.try_get(1)?,
+            event_type: row.try_get(2)?,
+            timestamp: Some(row.try_get(3)?),
+            tags: tags.into_iter().collect(),
+            metadata: metadata.map(|m| m.0).unwrap_or_default(),
+            data: row.try_get(7)?,
+        },
+    })
+}
+
+/// A stored event as `tamma_append` returns it when an append reuses stored ids.
+#[derive(serde::Deserialize)]
+pub(crate) struct FoundRow {
+    pub(crate) position: i64,
+    pub(crate) id: Uuid,
+    #[serde(rename = "type")]
+    pub(crate) event_type: String,
+    /// Microseconds since the Unix epoch.
+    pub(crate) timestamp: i64,
+    pub(crate) tags: Tags,
+    pub(crate) metadata: Option<EventMetadata>,
+    pub(crate) data: serde_json::Value,
+}
+
+impl FoundRow {
+    pub(crate) fn into_event(self) -> (u64, Event) {
+        let event = Event {
+            id: self.id,
+            event_type: self.event_type,
+            timestamp: Some(
+                DateTime::<Utc>::from_timestamp_micros(self.timestamp).unwrap_or_default(),
+            ),
+            tags: self.tags,
+            metadata: self.metadata.unwrap_or_default(),
+            data: self.data,
+        };
+        (to_u64(self.position), event)
+    }
+}
+
+/// One page of a read: SQL and its parameters.
+pub(crate) struct PageSql {
+    pub(crate) sql: String,
+    pub(crate) params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl PageSql {
+    pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| &**p as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// The SQL of one page: events matching `query` from `from` (inclusive; the highest position when
+/// `backwards`), at most `limit`, in position order.
+///
+/// Each item becomes ordered branches that stop at the limit: an item with tags walks the first tag's
+/// `(tag, position)` entries and checks the other tags and the types on the event row; an item with types
+/// only walks `(type, position)` once per type. Several branches are merged and deduplicated by position.
+pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) -> PageSql {
+    let (cmp, dir) = if backwards {
+        ("<=", "DESC")
+    } else {
+        (">=", "ASC")
+    };
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> =
+        vec![Box::new(to_i64(from)), Box::new(to_i64(limit))];
+    if query.is_all() {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tamma_events e WHERE e.position {cmp} $1 ORDER BY e.position {dir} LIMIT $2"
+        );
+        return PageSql { sql, params };
+    }
+    let mut branches = Vec::new();
+    let push = |p: Box<dyn ToSql + Sync + Send>, params: &mut Vec<_>| {
+        params.push(p);
+        params.len()
+    };
+    for item in &query.items {
+        if let Some(first) = item.tags.iter().next() {
+            let mut cond = format!(
+                "t.tag = ${} AND t.position {cmp} $1",
+                push(Box::new(first.to_owned()), &mut params)
+            );
+            if item.tags.len() > 1 {
+                let all: Vec<String> = item.tags.iter().map(str::to_owned).collect();
+                cond += &format!(" AND e.tags @> ${}", push(Box::new(all), &mut params));
+            }
+            if !item.types.is_empty() {
+                cond += &format!(
+                    " AND e.type = ANY (${})",
+                    push(Box::new(item.types.clone()), &mut params)
+                );
+            }
+            branches.push((
+                "FROM tamma_event_tags t JOIN tamma_events e ON e.position = t.position".to_owned(),
+                cond,
+                "t.position",
+            ));
+        } else {
+            for ty in &item.types {
+                let cond = format!(
+                    "e.type = ${} AND e.position {cmp} $1",
+                    push(Box::new(ty.clone()), &mut params)
+                );
+                branches.push(("FROM tamma_events e".to_owned(), cond, "e.position"));
+            }
+        }
+    }
+    let sql = if let [(from_clause, cond, key)] = branches.as_slice() {
+        format!("SELECT {COLUMNS} {from_clause} WHERE {cond} ORDER BY {key} {dir} LIMIT $2")
+    } else {
+        let union = branches
+            .iter()
+            .map(|(from_clause, cond, key)| {
+                format!("(SELECT {key} AS position {from_clause} WHERE {cond} ORDER BY {key} {dir} LIMIT $2)")
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        format!(
+            "SELECT {COLUMNS} FROM tamma_events e WHERE e.position IN (SELECT u.position FROM ({union}) u) \
+             ORDER BY e.position {dir} LIMIT $2"
+        )
+    };
+    PageSql { sql, params }
+}
+
+/// `SELECT` of one event by id.
+pub(crate) fn get_sql() -> String {
+    format!("SELECT {COLUMNS} FROM tamma_events e WHERE e.id = $1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tamma_events::QueryItem;
+
+    #[test]
+    fn page_sql_shapes() {
+        let all = page_sql(&Query::all(), 1, false, 10);
+        assert!(all.sql.contains("e.position >= $1 ORDER BY e.position ASC"));
+        assert_eq!(all.params.len(), 2);
+        let one_tag = page_sql(&Query::item(QueryItem::tags(["a:1"])), 5, true, 10);
+        assert!(
+            one_tag.sql.contains("t.tag = $3 AND t.position <= $1"),
+            "{}",
+            one_tag.sql
+        );
+        assert!(
+            one_tag.sql.contains("ORDER BY t.position DESC"),
+            "{}",
+            one_tag.sql
+        );
+        assert!(!one_tag.sql.contains("UNION"));
+        let mixed = page_sql(
+            &Query::from_items([
+                QueryItem::types(["A", "B"]),
+                QueryItem::tags(["x:1", "y:2"]).with_type("C"),
+            ]),
+            1,
+            false,
+            10,
+        );
+        assert_eq!(mixed.sql.matches("UNION").count(), 2, "{}", mixed.sql);
+        assert!(mixed.sql.contains("e.tags @> $6"), "{}", mixed.sql);
+        assert!(mixed.sql.contains("e.type = ANY ($7)"), "{}", mixed.sql);
+        assert_eq!(mixed.params.len(), 7);
+        assert_eq!(MIGRATIONS[0].0, 1);
+        assert_eq!(APPEND_LOCK, 6_071_218_766_870_478_849);
+        assert!(MIGRATIONS[0].2.contains("6071218766870478849"));
+    }
+}

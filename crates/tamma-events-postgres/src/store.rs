@@ -1,0 +1,555 @@
+//! The PostgreSQL event store: a pool for reads, a group-commit writer, a head watcher.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tamma_events::{
+    AppendCondition, AppendResult, Error, Event, EventStore, EventStream, Limits, PageFetch, Query,
+    ReadOptions, Result, SequencedEvent, StoreCheck, StoreHealth, StoreHooks, SubscriptionSource,
+    subscription, validate_append,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{Client, Connection, NoTls, Socket};
+use uuid::Uuid;
+
+use crate::config::PostgresConfig;
+use crate::error::{Error as OpenError, pool_error, to_store_error};
+use crate::listen;
+use crate::schema::{self, HEAD_SQL, RETENTION_LOCK, decode, page_sql, to_u64};
+use crate::writer::{self, Request};
+
+/// Events per page of a read.
+const READ_PAGE: u64 = 1_000;
+/// Events per page of a subscription (the most a slow subscriber holds in memory).
+const SUBSCRIPTION_PAGE: u64 = 512;
+/// Appends that may wait for the writer before `append` waits for room (backpressure on producers).
+const QUEUE_CAPACITY: usize = 16_384;
+/// Events retention removes per transaction (each transaction removes a prefix).
+const RETENTION_CHUNK: i64 = 10_000;
+
+/// State the store shares with its writer and head-watcher tasks.
+pub(crate) struct Shared {
+    /// The committed head, as far as this process knows; subscriptions wait on it.
+    head: watch::Sender<u64>,
+    /// Appends queued for the writer.
+    pub(crate) queued: AtomicUsize,
+    /// When the writer last committed.
+    pub(crate) last_commit: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// Raises the known head to `head` (it never goes down) and wakes subscriptions.
+    pub(crate) fn publish(&self, head: u64) {
+        self.head.send_if_modified(|h| {
+            let higher = head > *h;
+            if higher {
+                *h = head;
+            }
+            higher
+        });
+    }
+}
+
+struct Inner {
+    pool: Pool,
+    shared: Arc<Shared>,
+    requests: mpsc::Sender<Request>,
+    limits: Limits,
+    hooks: StoreHooks,
+    /// Dropped with the store: stops the head watcher, which ends subscriptions.
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// The DCB event store on PostgreSQL, for many machines sharing one store.
+///
+/// - **Appends** go through one group-commit writer per process: every append queued while the previous
+///   transaction committed rides in the next one, a single call of the server-side `tamma_append`
+///   function. It takes a transaction-scoped advisory lock first and reads the head only then (READ
+///   COMMITTED), so positions are gapless and in commit order across every process; each append of the
+///   batch is checked in order against the state including the earlier ones, and gets its own result.
+/// - **Reads** are streams of pages from a pool; tag queries walk a `(tag, position)` B-tree and stop at
+///   their limit.
+/// - **Subscriptions** read from their own cursor and are woken by `LISTEN/NOTIFY` (any process's
+///   appends), with polling as the fallback.
+/// - **Retention** removes a prefix in chunks, one process at a time (advisory lock).
+///
+/// Cloning is cheap and shares the store; the background tasks stop when the last clone is dropped.
+///
+/// ```no_run
+/// use tamma_events::{Event, EventStore, Limits};
+/// use tamma_events_postgres::{PostgresConfig, PostgresStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = PostgresConfig::with_url("postgres://tamma@db:5432/tamma");
+/// let store = PostgresStore::connect(&config, Limits::default()).await?;
+/// let r = store.append(vec![Event::new("TASK.STARTED").tag("task:t-1")], None).await?;
+/// println!("stored at {}", r.last_position());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("head", &*self.inner.shared.head.borrow())
+            .field("queued", &self.inner.shared.queued.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the driver's settings from the config: timeouts, statement timeout, application name.
+fn pg_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, OpenError> {
+    let mut pg: tokio_postgres::Config =
+        config
+            .url
+            .expose()
+            .parse()
+            .map_err(|e: tokio_postgres::Error| OpenError::InvalidConfig {
+                path: "url",
+                message: format!("is not a PostgreSQL connection string: {e}"),
+            })?;
+    pg.connect_timeout(config.connect_timeout.as_duration());
+    pg.application_name("tamma-events");
+    pg.options(format!(
+        "-c statement_timeout={} -c default_transaction_isolation=read\\ committed",
+        config.statement_timeout.as_millis()
+    ));
+    Ok(pg)
+}
+
+/// Opens one connection outside the pool; `drive` runs the connection (it must poll it to the end).
+pub(crate) async fn connect_client_with<F, Fut>(
+    pg: &tokio_postgres::Config,
+    drive: F,
+) -> Result<Client>
+where
+    F: FnOnce(Connection<Socket, NoTlsStream>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = pg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(30));
+    let (client, connection) = tokio::time::timeout(limit, pg.connect(NoTls))
+        .await
+        .map_err(|_| {
+            Error::unavailable(format!("connecting to PostgreSQL took more than {limit:?}"))
+        })?
+        .map_err(to_store_error)?;
+    tokio::spawn(drive(connection));
+    Ok(client)
+}
+
+/// Opens one connection outside the pool, driven by a task of its own.
+pub(crate) async fn connect_client(pg: &tokio_postgres::Config) -> Result<Client> {
+    connect_client_with(pg, |connection| async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "event store connection ended");
+        }
+    })
+    .await
+}
+
+impl PostgresStore {
+    /// Connects, applies pending migrations and starts the writer and the head watcher.
+    ///
+    /// Needs a Tokio runtime (the background tasks are spawned on it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a malformed URL or pool size,
+    /// [`Error::Connect`](crate::Error::Connect) when the server cannot be reached,
+    /// [`Error::Migrate`](crate::Error::Migrate) / [`Error::SchemaTooNew`](crate::Error::SchemaTooNew).
+    pub async fn connect(config: &PostgresConfig, limits: Limits) -> Result<Self, OpenError> {
+        Self::connect_with_hooks(config, limits, StoreHooks::default()).await
+    }
+
+    /// [`connect`](Self::connect) with test hooks (a commit delay); production code passes
+    /// `StoreHooks::default()`.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with_hooks(
+        config: &PostgresConfig,
+        limits: Limits,
+        hooks: StoreHooks,
+    ) -> Result<Self, OpenError> {
+        if config.pool_size == 0 {
+            return Err(OpenError::InvalidConfig {
+                path: "poolSize",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        let pg = pg_config(config)?;
+        let mut client = connect_client(&pg).await.map_err(OpenError::connect)?;
+        schema::migrate(&mut client).await?;
+        let head: i64 = client
+            .query_one(HEAD_SQL, &[])
+            .await
+            .map_err(OpenError::connect)?
+            .get(0);
+        drop(client);
+
+        let manager = Manager::from_config(
+            pg.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(usize::try_from(config.pool_size).unwrap_or(usize::MAX))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.acquire_timeout.as_duration()))
+            .create_timeout(Some(config.connect_timeout.as_duration()))
+            .recycle_timeout(Some(config.connect_timeout.as_duration()))
+            .build()
+            .map_err(|e| OpenError::InvalidConfig {
+                path: "poolSize",
+                message: e.to_string(),
+            })?;
+
+        let (head_tx, _) = watch::channel(to_u64(head));
+        let shared = Arc::new(Shared {
+            head: head_tx,
+            queued: AtomicUsize::new(0),
+            last_commit: Mutex::new(None),
+        });
+        let (requests, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(writer::run(rx, pg.clone(), shared.clone()));
+        let (shutdown, shutdown_rx) = oneshot::channel();
+        tokio::spawn(listen::run(
+            pg,
+            pool.clone(),
+            shared.clone(),
+            shutdown_rx,
+            config.poll_interval.as_duration(),
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                shared,
+                requests,
+                limits,
+                hooks,
+                _shutdown: shutdown,
+            }),
+        })
+    }
+
+    /// The `events:store` health check over this store (head, writer queue depth, last commit age).
+    #[must_use]
+    pub fn health_check(&self) -> StoreCheck {
+        StoreCheck::new(Arc::new(self.clone()))
+    }
+}
+
+impl Inner {
+    async fn append(
+        &self,
+        events: Vec<Event>,
+        condition: Option<AppendCondition>,
+    ) -> Result<AppendResult> {
+        validate_append(&events, condition.as_ref(), &self.limits)?;
+        let delay = self.hooks.commit_delay_for(&events);
+        let (request, reply) = Request::new(events, condition.as_ref(), delay)?;
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        if self.requests.send(request).await.is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::unavailable("the event store writer has stopped"));
+        }
+        reply
+            .await
+            .unwrap_or_else(|_| Err(Error::unavailable("the event store writer has stopped")))
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn head(&self) -> Result<u64> {
+        let c = self.client().await?;
+        let row = c.query_one(HEAD_SQL, &[]).await.map_err(to_store_error)?;
+        Ok(to_u64(row.get(0)))
+    }
+
+    async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let mut c = self.client().await?;
+        // Session lock: retention runs in several transactions, and never twice at once.
+        c.execute("SELECT pg_advisory_lock($1)", &[&RETENTION_LOCK])
+            .await
+            .map_err(to_store_error)?;
+        let result = delete_prefix(&mut c, cutoff).await;
+        let unlocked = c
+            .execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK])
+            .await;
+        if result.is_err() || unlocked.is_err() {
+            // Never hand a connection that may still hold the lock back to the pool.
+            drop(deadpool_postgres::Object::take(c));
+        }
+        let removed = result.map_err(to_store_error)?;
+        metrics::counter!(tamma_core::metric_names::EVENTS_RETENTION_REMOVED_TOTAL)
+            .increment(removed);
+        Ok(removed)
+    }
+}
+
+/// Removes every event up to the last one recorded before `cutoff`, in chunks from the oldest, so each
+/// committed step removes a prefix. Returns how many events were removed.
+async fn delete_prefix(
+    c: &mut deadpool_postgres::Object,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, tokio_postgres::Error> {
+    // recorded_at never decreases with position, so this is the end of the prefix.
+    let last: Option<i64> = c
+        .query_one(
+            "SELECT max(position) FROM tamma_events WHERE recorded_at < $1",
+            &[&cutoff],
+        )
+        .await?
+        .get(0);
+    let Some(last) = last else { return Ok(0) };
+    let mut removed = 0u64;
+    loop {
+        let tx = c.transaction().await?;
+        let first: Option<i64> = tx
+            .query_one("SELECT min(position) FROM tamma_events", &[])
+            .await?
+            .get(0);
+        let Some(first) = first.filter(|f| *f <= last) else {
+            tx.commit().await?;
+            break;
+        };
+        let through = last.min(first.saturating_add(RETENTION_CHUNK - 1));
+        let n: i64 = tx
+            .query_one(
+                "WITH d AS (DELETE FROM tamma_events WHERE position <= $1 RETURNING position, tags),
+                      t AS (DELETE FROM tamma_event_tags g
+                             USING (SELECT unnest(d.tags) AS tag, d.position FROM d) x
+                             WHERE g.tag = x.tag AND g.position = x.position)
+                 SELECT count(*) FROM d",
+                &[&through],
+            )
+            .await?
+            .get(0);
+        tx.execute(
+            "UPDATE tamma_events_state SET removed_through = greatest(removed_through, $1)",
+            &[&through],
+        )
+        .await?;
+        tx.commit().await?;
+        removed += to_u64(n);
+    }
+    Ok(removed)
+}
+
+/// Reads one page: events matching `query` from `from` (inclusive), at most `limit`.
+async fn read_page(
+    pool: &Pool,
+    query: &Query,
+    from: u64,
+    backwards: bool,
+    limit: u64,
+) -> Result<Vec<SequencedEvent>> {
+    let page = page_sql(query, from, backwards, limit);
+    let c = pool.get().await.map_err(pool_error)?;
+    let stmt = c.prepare_cached(&page.sql).await.map_err(to_store_error)?;
+    let rows = c
+        .query(&stmt, &page.params())
+        .await
+        .map_err(to_store_error)?;
+    let events = rows
+        .iter()
+        .map(decode)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(to_store_error)?;
+    metrics::counter!(tamma_core::metric_names::EVENTS_READ_TOTAL).increment(events.len() as u64);
+    Ok(events)
+}
+
+struct ReadState {
+    pool: Pool,
+    query: Query,
+    /// The next position to read from (inclusive), `None` when done.
+    next: Option<u64>,
+    backwards: bool,
+    remaining: u64,
+    /// Forwards: the last position to return (the head when the read needed a second page), so a read
+    /// under a steady stream of appends ends.
+    bound: Option<u64>,
+    buf: VecDeque<SequencedEvent>,
+}
+
+/// A read as a stream of pages: each page is one short query, so a slow consumer holds no connection.
+fn read_stream(pool: Pool, query: Query, options: ReadOptions) -> EventStream {
+    let backwards = options.backwards;
+    let start = match (options.from, backwards) {
+        (Some(f), _) => f,
+        (None, false) => 1,
+        (None, true) => u64::MAX,
+    };
+    let state = ReadState {
+        pool,
+        query,
+        next: Some(start),
+        backwards,
+        remaining: options.limit.unwrap_or(u64::MAX),
+        bound: None,
+        buf: VecDeque::new(),
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(e) = st.buf.pop_front() {
+                if !st.backwards && st.bound.is_some_and(|b| e.position > b) {
+                    return None;
+                }
+                st.remaining -= 1;
+                return Some((Ok(e), st));
+            }
+            let from = st.next?;
+            if st.remaining == 0 {
+                return None;
+            }
+            let limit = st.remaining.min(READ_PAGE);
+            let page = match read_page(&st.pool, &st.query, from, st.backwards, limit).await {
+                Ok(page) => page,
+                Err(e) => {
+                    st.next = None;
+                    return Some((Err(e), st));
+                }
+            };
+            st.next = match page.last() {
+                Some(last) if page.len() as u64 == limit => {
+                    if st.backwards {
+                        last.position.checked_sub(1).filter(|p| *p > 0)
+                    } else {
+                        Some(last.position + 1)
+                    }
+                }
+                _ => None,
+            };
+            if st.next.is_some() && !st.backwards && st.bound.is_none() {
+                let head = match st.pool.get().await.map_err(pool_error) {
+                    Ok(c) => c.query_one(HEAD_SQL, &[]).await.map_err(to_store_error),
+                    Err(e) => Err(e),
+                };
+                match head {
+                    Ok(row) => st.bound = Some(to_u64(row.get(0))),
+                    Err(e) => {
+                        st.next = None;
+                        return Some((Err(e), st));
+                    }
+                }
+            }
+            st.buf.extend(page);
+        }
+    }))
+}
+
+impl EventStore for PostgresStore {
+    fn append(
+        &self,
+        events: Vec<Event>,
+        condition: Option<AppendCondition>,
+    ) -> BoxFuture<'_, Result<AppendResult>> {
+        Box::pin(self.inner.append(events, condition))
+    }
+
+    fn read(&self, query: Query, options: ReadOptions) -> EventStream {
+        if let Err(e) = query.validate("query") {
+            return Box::pin(futures::stream::once(async { Err(e) }));
+        }
+        read_stream(self.inner.pool.clone(), query, options)
+    }
+
+    fn get(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SequencedEvent>>> {
+        Box::pin(async move {
+            let c = self.inner.client().await?;
+            let stmt = c
+                .prepare_cached(&schema::get_sql())
+                .await
+                .map_err(to_store_error)?;
+            let row = c.query_opt(&stmt, &[&id]).await.map_err(to_store_error)?;
+            row.as_ref().map(decode).transpose().map_err(to_store_error)
+        })
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.inner.head())
+    }
+
+    fn subscribe(&self, query: Query, after: u64) -> EventStream {
+        if let Err(e) = query.validate("query") {
+            return Box::pin(futures::stream::once(async { Err(e) }));
+        }
+        // The fetch holds the store weakly: dropping the store ends the subscription.
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let fetch: PageFetch = Arc::new(move |q: Query, from: u64, limit: u64| {
+            let pool = weak.upgrade().map(|inner| inner.pool.clone());
+            Box::pin(async move {
+                let pool = pool.ok_or_else(|| Error::unavailable("the event store was closed"))?;
+                let page = read_page(&pool, &q, from, false, limit).await?;
+                metrics::counter!(tamma_core::metric_names::EVENTS_SUBSCRIBED_TOTAL)
+                    .increment(page.len() as u64);
+                Ok(page)
+            })
+        });
+        let src = SubscriptionSource {
+            fetch,
+            head: self.inner.shared.head.subscribe(),
+            // The head watcher already polls once per interval for the whole store.
+            poll_interval: None,
+            page_size: SUBSCRIPTION_PAGE,
+        };
+        subscription(src, query, after)
+    }
+
+    fn delete_before(&self, cutoff: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.inner.delete_before(cutoff))
+    }
+
+    fn health(&self) -> BoxFuture<'_, Result<StoreHealth>> {
+        Box::pin(async move {
+            let head = self.inner.head().await?;
+            Ok(StoreHealth {
+                head,
+                queue_depth: self.inner.shared.queued.load(Ordering::Relaxed),
+                last_commit_age: self.inner.shared.last_commit.lock().map(|t| t.elapsed()),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::to_i64;
+
+    #[test]
+    fn driver_settings() {
+        let c = PostgresConfig {
+            statement_timeout: tamma_core::DurationMs::from_millis(1234),
+            ..PostgresConfig::with_url("postgres://u@h:5433/db")
+        };
+        let pg = pg_config(&c).unwrap();
+        assert_eq!(pg.get_dbname(), Some("db"));
+        assert!(pg.get_options().unwrap().contains("statement_timeout=1234"));
+        assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(5)));
+        let bad = PostgresConfig::with_url("postgres://u@h:x/db");
+        assert!(matches!(
+            pg_config(&bad),
+            Err(OpenError::InvalidConfig { path: "url", .. })
+        ));
+        assert_eq!(to_i64(u64::MAX), i64::MAX);
+    }
+}

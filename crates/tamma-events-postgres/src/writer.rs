@@ -1,0 +1,355 @@
+//! The group-commit writer: one task, one connection, one transaction per batch of queued appends.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tamma_events::{AppendCondition, AppendResult, Error, Event, IdCheck, Result, resolve_ids};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+use uuid::Uuid;
+
+use crate::error::{PgErrorClass, classify, to_store_error};
+use crate::schema::{APPEND_SQL, FoundRow, to_i64, to_u64};
+use crate::store::{Shared, connect_client};
+
+/// Most events one transaction carries; a batch stops growing here (appends are never split).
+const MAX_BATCH_EVENTS: usize = 10_000;
+/// Most appends one transaction carries.
+const MAX_BATCH_APPENDS: usize = 1_000;
+
+/// One append waiting for the writer, encoded by the caller's task.
+pub(crate) struct Request {
+    pub(crate) events: Vec<Event>,
+    /// The condition as `tamma_first_match` reads it, or `None`.
+    pub(crate) condition: Option<String>,
+    /// `metadata` per event as JSON text, `None` when empty.
+    pub(crate) metadata: Vec<Option<String>>,
+    /// `data` per event as JSON text.
+    pub(crate) data: Vec<String>,
+    /// How long to hold the commit (test hook).
+    pub(crate) delay: Option<Duration>,
+    pub(crate) reply: oneshot::Sender<Result<AppendResult>>,
+}
+
+impl Request {
+    /// Encodes an append (already validated) for the writer.
+    pub(crate) fn new(
+        events: Vec<Event>,
+        condition: Option<&AppendCondition>,
+        delay: Option<Duration>,
+    ) -> Result<(Self, oneshot::Receiver<Result<AppendResult>>)> {
+        let mut metadata = Vec::with_capacity(events.len());
+        let mut data = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            reject_nul(i, e)?;
+            metadata.push(if e.metadata.is_empty() {
+                None
+            } else {
+                let json = to_json(&e.metadata)?;
+                // jsonb cannot hold U+0000; metadata values are plain strings, so the escape only
+                // appears when a value carries the character.
+                if json.contains("\\u0000") {
+                    return Err(Error::invalid_event(
+                        format!("events[{i}].metadata"),
+                        "must not contain the character U+0000",
+                    ));
+                }
+                Some(json)
+            });
+            data.push(to_json(&e.data)?);
+        }
+        let condition = condition
+            .map(|c| {
+                to_json(&serde_json::json!({
+                    "after": c.after.map(to_i64),
+                    "items": c.fail_if_events_match.items,
+                }))
+            })
+            .transpose()?;
+        let (reply, rx) = oneshot::channel();
+        Ok((
+            Self {
+                events,
+                condition,
+                metadata,
+                data,
+                delay,
+                reply,
+            },
+            rx,
+        ))
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::backend(e, false))
+}
+
+/// PostgreSQL text cannot hold U+0000: name the field instead of failing in the database.
+fn reject_nul(i: usize, e: &Event) -> Result<()> {
+    if e.event_type.contains('\0') {
+        return Err(Error::invalid_event(
+            format!("events[{i}].type"),
+            "must not contain the character U+0000",
+        ));
+    }
+    if let Some(j) = e.tags.iter().position(|t| t.contains('\0')) {
+        return Err(Error::invalid_event(
+            format!("events[{i}].tags[{j}]"),
+            "must not contain the character U+0000",
+        ));
+    }
+    Ok(())
+}
+
+/// The writer's connection and its prepared append statement.
+struct Conn {
+    client: Client,
+    append: Statement,
+}
+
+/// Runs until every sender is dropped (the store closed): takes the first queued append, then every
+/// append queued behind it (up to the batch limits), and commits them in one transaction.
+pub(crate) async fn run(
+    mut rx: mpsc::Receiver<Request>,
+    pg: tokio_postgres::Config,
+    shared: Arc<Shared>,
+) {
+    let mut conn: Option<Conn> = None;
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut events = first.events.len();
+        batch.push(first);
+        while events < MAX_BATCH_EVENTS && batch.len() < MAX_BATCH_APPENDS {
+            match rx.try_recv() {
+                Ok(r) => {
+                    events += r.events.len();
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        shared.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            conn = match open(&pg).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    fail_all(std::mem::take(&mut batch), &e);
+                    continue;
+                }
+            };
+        }
+        // The connection was just checked or opened.
+        let Some(c) = conn.as_ref() else { continue };
+        let started = Instant::now();
+        match commit(c, &batch).await {
+            Ok(rows) => {
+                record(&shared, &batch, started);
+                answer(std::mem::take(&mut batch), rows, &shared);
+            }
+            Err(e) if classify(&e) == PgErrorClass::Permanent && batch.len() > 1 => {
+                // One append the database refuses must not fail the others: commit them one by one.
+                tracing::warn!(error = %e, appends = batch.len(), "group commit failed; retrying its appends one by one");
+                for r in std::mem::take(&mut batch) {
+                    let one = vec![r];
+                    let started = Instant::now();
+                    match commit(c, &one).await {
+                        Ok(rows) => {
+                            record(&shared, &one, started);
+                            answer(one, rows, &shared);
+                        }
+                        Err(e) => fail_all(one, &to_store_error(e)),
+                    }
+                }
+            }
+            Err(e) => {
+                if classify(&e) == PgErrorClass::Unavailable {
+                    conn = None;
+                }
+                // The outcome of a commit cut off by a lost connection is unknown: the callers retry
+                // with the same event ids, which is idempotent.
+                fail_all(std::mem::take(&mut batch), &to_store_error(e));
+            }
+        }
+    }
+}
+
+async fn open(pg: &tokio_postgres::Config) -> Result<Conn> {
+    let client = connect_client(pg).await?;
+    let append = client.prepare(APPEND_SQL).await.map_err(to_store_error)?;
+    Ok(Conn { client, append })
+}
+
+/// One row of `tamma_append` per append: status, first position, conflict, stored rows.
+type Row = (i16, Option<i64>, Option<i64>, Option<serde_json::Value>);
+
+async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let n: usize = batch.iter().map(|r| r.events.len()).sum();
+    let mut counts = Vec::with_capacity(batch.len());
+    let mut conds: Vec<Option<&str>> = Vec::with_capacity(batch.len());
+    let mut ids: Vec<Uuid> = Vec::with_capacity(n);
+    let mut types: Vec<&str> = Vec::with_capacity(n);
+    let mut ts: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
+    let mut tag_counts: Vec<i32> = Vec::with_capacity(n);
+    let mut tags: Vec<&str> = Vec::with_capacity(n * 2);
+    let mut meta: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut data: Vec<&str> = Vec::with_capacity(n);
+    for r in batch {
+        counts.push(i32::try_from(r.events.len()).unwrap_or(i32::MAX));
+        conds.push(r.condition.as_deref());
+        for (i, e) in r.events.iter().enumerate() {
+            ids.push(e.id);
+            types.push(&e.event_type);
+            ts.push(e.timestamp);
+            tag_counts.push(i32::try_from(e.tags.len()).unwrap_or(i32::MAX));
+            tags.extend(e.tags.iter());
+            meta.push(r.metadata[i].as_deref());
+            data.push(&r.data[i]);
+        }
+    }
+    let params: [&(dyn ToSql + Sync); 9] = [
+        &counts,
+        &conds,
+        &ids,
+        &types,
+        &ts,
+        &tag_counts,
+        &tags,
+        &meta,
+        &data,
+    ];
+    let delay = batch.iter().filter_map(|r| r.delay).max();
+    let rows = if let Some(delay) = delay {
+        // Test hook: hold the commit (and with it the append lock) after positions are assigned.
+        c.client.batch_execute("BEGIN").await?;
+        let rows = match c.client.query(&c.append, &params).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // The transaction is aborted; end it so the connection can be used again.
+                let _ = c.client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        tokio::time::sleep(delay).await;
+        c.client.batch_execute("COMMIT").await?;
+        rows
+    } else {
+        // One statement, one implicit transaction, one round trip: the lock is released after COMMIT.
+        c.client.query(&c.append, &params).await?
+    };
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+        .collect()
+}
+
+fn record(shared: &Shared, batch: &[Request], started: Instant) {
+    let events: usize = batch.iter().map(|r| r.events.len()).sum();
+    metrics::histogram!(tamma_core::metric_names::EVENTS_COMMIT_SECONDS)
+        .record(started.elapsed().as_secs_f64());
+    // A batch is at most MAX_BATCH_EVENTS plus one append's events: far below f64's exact integers.
+    #[allow(clippy::cast_precision_loss)]
+    metrics::histogram!(tamma_core::metric_names::EVENTS_BATCH_SIZE).record(events as f64);
+    *shared.last_commit.lock() = Some(Instant::now());
+}
+
+fn answer(batch: Vec<Request>, rows: Vec<Row>, shared: &Shared) {
+    if rows.len() != batch.len() {
+        let e = Error::backend(
+            std::io::Error::other(format!(
+                "tamma_append answered {} rows for {} appends",
+                rows.len(),
+                batch.len()
+            )),
+            false,
+        );
+        fail_all(batch, &e);
+        return;
+    }
+    let mut head = 0;
+    let mut written = 0u64;
+    for (r, (status, first, conflict, found)) in batch.into_iter().zip(rows) {
+        let result = match (status, first, conflict) {
+            (0, Some(first), _) => {
+                let first = to_u64(first);
+                let n = r.events.len() as u64;
+                head = head.max(first + n - 1);
+                written += n;
+                Ok(AppendResult {
+                    positions: (first..first + n).collect(),
+                    duplicate: false,
+                })
+            }
+            (1, _, Some(position)) => {
+                metrics::counter!(tamma_core::metric_names::EVENTS_APPEND_REJECTED_TOTAL, "reason" => "condition_failed").increment(1);
+                Err(Error::AppendConditionFailed {
+                    position: to_u64(position),
+                })
+            }
+            (2, _, _) => resolve_stored(&r.events, found),
+            other => Err(Error::backend(
+                std::io::Error::other(format!("tamma_append answered an unknown row {other:?}")),
+                false,
+            )),
+        };
+        // The caller may have given up waiting; the append stands either way.
+        let _ = r.reply.send(result);
+    }
+    if written > 0 {
+        metrics::counter!(tamma_core::metric_names::EVENTS_APPENDED_TOTAL).increment(written);
+        shared.publish(head);
+    }
+}
+
+/// Decides an append whose ids are (partly) stored: an idempotent retry, or a duplicate id.
+fn resolve_stored(events: &[Event], found: Option<serde_json::Value>) -> Result<AppendResult> {
+    let rows: Vec<FoundRow> =
+        serde_json::from_value(found.unwrap_or_default()).map_err(|e| Error::backend(e, false))?;
+    let stored: Vec<(u64, Event)> = rows.into_iter().map(FoundRow::into_event).collect();
+    let aligned: Vec<Option<(u64, &Event)>> = events
+        .iter()
+        .map(|e| {
+            stored
+                .iter()
+                .find(|(_, s)| s.id == e.id)
+                .map(|(p, s)| (*p, s))
+        })
+        .collect();
+    match resolve_ids(events, &aligned) {
+        Ok(IdCheck::Duplicate(positions)) => Ok(AppendResult {
+            positions,
+            duplicate: true,
+        }),
+        Ok(IdCheck::New) => Err(Error::backend(
+            std::io::Error::other("stored ids reported by tamma_append were not found"),
+            true,
+        )),
+        Err(e) => {
+            metrics::counter!(tamma_core::metric_names::EVENTS_APPEND_REJECTED_TOTAL, "reason" => "duplicate_event_id").increment(1);
+            Err(e)
+        }
+    }
+}
+
+/// Answers every append of a failed batch with an error of the same class.
+fn fail_all(batch: Vec<Request>, e: &Error) {
+    for r in batch {
+        let _ = r.reply.send(Err(same_class(e)));
+    }
+}
+
+/// A copy of `e` for one caller (errors are not `Clone`): same class, same message.
+pub(crate) fn same_class(e: &Error) -> Error {
+    match e {
+        Error::Unavailable { message, .. } => Error::unavailable(message.clone()),
+        Error::Backend { source, transient } => {
+            Error::backend(std::io::Error::other(source.to_string()), *transient)
+        }
+        other => Error::backend(
+            std::io::Error::other(other.to_string()),
+            other.is_transient(),
+        ),
+    }
+}

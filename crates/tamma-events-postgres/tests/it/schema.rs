@@ -1,0 +1,162 @@
+//! Migrations, configuration errors, input PostgreSQL cannot store, cross-store wake-ups, health.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tamma_events::{Error, Event, EventMetadata, EventStore, Limits, Query};
+use tamma_events_postgres::{Error as OpenError, PostgresConfig, PostgresStore};
+
+use crate::TestDb;
+
+/// Concurrent starts apply each migration once; a restart applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_versioned_idempotent_and_safe_concurrently() {
+    let db = TestDb::create().await;
+    let config = db.config();
+    let opened = futures::future::join_all(
+        (0..4).map(|_| PostgresStore::connect(&config, Limits::default())),
+    )
+    .await;
+    for s in &opened {
+        assert!(s.is_ok(), "{s:?}");
+    }
+    let again = db.store().await;
+    again.append(vec![Event::new("A")], None).await.unwrap();
+    let c = db.client().await;
+    let rows = c
+        .query("SELECT version, name FROM tamma_schema_migrations", &[])
+        .await
+        .unwrap();
+    let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(applied, vec![(1, "events".to_owned())]);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let db = TestDb::create().await;
+    drop(db.store().await);
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO tamma_schema_migrations (version, name) VALUES (99, 'future')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let e = PostgresStore::connect(&db.config(), Limits::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            OpenError::SchemaTooNew {
+                found: 99,
+                supported: 1
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn bad_settings_and_unreachable_server_are_named() {
+    let e = PostgresStore::connect(
+        &PostgresConfig::with_url("postgres://x@h:port/db"),
+        Limits::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, OpenError::InvalidConfig { path: "url", .. }),
+        "{e}"
+    );
+    let e = PostgresStore::connect(
+        &PostgresConfig::with_url("postgres://postgres@127.0.0.1:1/test"),
+        Limits::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, OpenError::Connect { .. }), "{e}");
+    assert!(tamma_events::Error::from(e).is_transient());
+}
+
+/// PostgreSQL text cannot hold U+0000: the field is named and nothing is written; in `data` it is fine.
+#[tokio::test]
+async fn nul_characters() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let e = store
+        .append(vec![Event::new("A\0")], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.path(), Some("events[0].type"), "{e}");
+    let e = store
+        .append(vec![Event::new("A"), Event::new("B").tag("k:\0")], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.path(), Some("events[1].tags[0]"), "{e}");
+    let md = EventMetadata {
+        user_id: Some("u\0".into()),
+        ..EventMetadata::default()
+    };
+    let e = store
+        .append(vec![Event::new("A").metadata(md)], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.path(), Some("events[0].metadata"), "{e}");
+    assert!(matches!(e, Error::InvalidEvent { .. }));
+    assert_eq!(store.head().await.unwrap(), 0);
+    let data = serde_json::json!({"s": "a\u{0}b", "n": 1.50, "big": 12_345_678_901_234_567_890u64});
+    let ev = Event::new("A").data(data.clone());
+    store.append(vec![ev.clone()], None).await.unwrap();
+    assert_eq!(store.get(ev.id).await.unwrap().unwrap().event.data, data);
+}
+
+/// Appends through one store wake the subscriptions of another store on the same database (another
+/// process, in production) through `NOTIFY`, well before the poll interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_other_stores() {
+    let db = TestDb::create().await;
+    let config = PostgresConfig {
+        poll_interval: tamma_core::DurationMs::from_secs(60),
+        ..db.config()
+    };
+    let reader = PostgresStore::connect(&config, Limits::default())
+        .await
+        .unwrap();
+    let writer = PostgresStore::connect(&config, Limits::default())
+        .await
+        .unwrap();
+    let mut sub = reader.subscribe(Query::all(), 0);
+    // Let the reader's LISTEN connection come up (it starts on the watcher's first tick).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 1..=3u64 {
+        writer.append(vec![Event::new("N")], None).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("woken by NOTIFY, not by the 60 s poll")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.position, i);
+    }
+}
+
+#[tokio::test]
+async fn health_reports_writer_state() {
+    let db = TestDb::create().await;
+    let store = db.store().await;
+    let h = store.health().await.unwrap();
+    assert_eq!((h.head, h.queue_depth, h.last_commit_age), (0, 0, None));
+    store
+        .append(vec![Event::new("A"), Event::new("B")], None)
+        .await
+        .unwrap();
+    let h = store.health().await.unwrap();
+    assert_eq!((h.head, h.queue_depth), (2, 0));
+    assert!(
+        h.last_commit_age
+            .is_some_and(|a| a < Duration::from_secs(10))
+    );
+    let r = tamma_core::Check::check(&store.health_check()).await;
+    assert_eq!(r.status, tamma_core::CheckStatus::Healthy);
+}
