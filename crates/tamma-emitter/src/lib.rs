@@ -1,0 +1,1 @@
+//! `tamma-emitter`: work in progress; see ARCHITECTURE.md.
