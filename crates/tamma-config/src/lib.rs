@@ -58,6 +58,7 @@ mod health;
 mod layers;
 mod manager;
 mod path;
+mod reference;
 mod schema;
 mod source;
 mod tree;
@@ -71,5 +72,6 @@ pub use manager::{
     Snapshot, Validator, WatchGuard, check,
 };
 pub use path::{format_path, parse_path};
+pub use reference::{ReferenceRow, env_var_for, reference_markdown, reference_rows};
 pub use source::{Provenance, Source};
 pub use watch::FileWatcher;

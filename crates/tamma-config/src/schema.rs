@@ -429,6 +429,25 @@ impl SchemaIndex {
                 return;
             }
         }
+        // An enum whose variants are documented: a union of constants.
+        let consts: Vec<&Value> = branches
+            .iter()
+            .map(|b| self.resolve(b))
+            .filter_map(|b| {
+                b.get("const").or_else(|| match b.get("enum") {
+                    Some(Value::Array(e)) if e.len() == 1 => e.first(),
+                    _ => None,
+                })
+            })
+            .collect();
+        if !consts.is_empty() && consts.len() == branches.len() {
+            let list: Vec<String> = consts.iter().map(|c| short(c)).collect();
+            out.push(Problem::new(
+                path,
+                format!("{} is not one of {}", short(value), list.join(", ")),
+            ));
+            return;
+        }
         // Only one branch besides null: its problems are the clearest.
         let non_null: Vec<_> = attempts
             .iter()

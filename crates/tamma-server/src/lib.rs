@@ -1,5 +1,40 @@
-//! `tamma-server`: work in progress; see ARCHITECTURE.md.
+//! The HTTP face of a Tamma node (axum): the only crate that knows axum.
+//!
+//! It owns the routes and the production middleware; the runtime assembles them:
+//!
+//! - [`health_routes`]: `GET /health` (`application/health+json`), `/health/live`, `/health/ready`;
+//! - [`config_routes`]: `GET /v1/config`, the effective config with secrets redacted and each value's
+//!   source;
+//! - [`with_middleware`]: request ids (`x-request-id`), HTTP metrics by route and status, a tracing span
+//!   per request;
+//! - [`bind`] / [`serve`] / [`shutdown_signal`]: start-up errors an operator can act on
+//!   (`address 127.0.0.1:7340 already in use`) and graceful shutdown on SIGINT/SIGTERM.
+//!
+//! The `server` config section is [`ServerConfig`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tamma_server::{bind, config_routes, serve, shutdown_signal, with_middleware};
+//!
+//! # async fn run() -> Result<(), tamma_server::Error> {
+//! let router = with_middleware(config_routes(Arc::new(|| serde_json::json!({"mode": "standalone"}))));
+//! let listener = bind("127.0.0.1:7340").await?;
+//! serve(listener, router, shutdown_signal()).await
+//! # }
+//! ```
 
+mod config;
+mod config_routes;
+mod error;
 mod health;
+mod metrics_routes;
+mod middleware;
+mod serve;
 
+pub use config::ServerConfig;
+pub use config_routes::{ConfigView, config_routes};
+pub use error::{Error, Result};
 pub use health::{REFRESH_HEADER, health_routes};
+pub use metrics_routes::{MetricsRender, metrics_routes};
+pub use middleware::{REQUEST_ID, with_middleware};
+pub use serve::{bind, serve, shutdown_signal};

@@ -1,0 +1,312 @@
+//! The root config, [`TammaConfig`], assembled from each crate's section.
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tamma_core::{DurationMs, Problem, Secret, Validate, join_path};
+
+use crate::security::SecurityConfig;
+
+/// The one config schema shared by the orchestrator, worker and standalone modes.
+///
+/// Keys keep the seed's names (camelCase). Every section is documented in `docs/configuration.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TammaConfig {
+    /// How this node runs: `standalone` (everything in one process), `orchestrator` or `worker`.
+    #[schemars(extend("x-tamma-restart" = true))]
+    pub mode: Mode,
+    /// Directory for everything the node writes (event store, logs, spool). Relative paths elsewhere in
+    /// the config are relative to it.
+    #[schemars(extend("x-tamma-restart" = true))]
+    pub data_dir: String,
+    /// The HTTP server.
+    pub server: tamma_server::ServerConfig,
+    /// Logs.
+    pub logging: tamma_telemetry::LoggingConfig,
+    /// Metrics, health checks and traces.
+    pub monitoring: MonitoringConfig,
+    /// Encryption, authentication, authorization, audit.
+    pub security: SecurityConfig,
+    /// The PostgreSQL connection shared by the PostgreSQL event store and the database health check.
+    pub database: Option<DatabaseConfig>,
+    /// Orchestrator settings (mode `orchestrator`).
+    pub orchestrator: Option<OrchestratorConfig>,
+    /// Worker settings (mode `worker`).
+    pub worker: Option<WorkerConfig>,
+    /// The event store and emitter.
+    pub events: tamma_events::EventsConfig,
+    /// Retry, circuit breakers, escalation.
+    pub resilience: tamma_resilience::ResilienceConfig,
+    /// AI providers, kept as opaque tables for the orchestrator and worker.
+    pub providers: Vec<Map<String, Value>>,
+    /// Code platforms, kept as opaque tables for the orchestrator and worker.
+    pub platforms: Vec<Map<String, Value>>,
+    /// Terminal output.
+    pub console: ConsoleConfig,
+}
+
+impl Default for TammaConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Standalone,
+            data_dir: "./tamma-data".into(),
+            server: tamma_server::ServerConfig::default(),
+            logging: tamma_telemetry::LoggingConfig::default(),
+            monitoring: MonitoringConfig::default(),
+            security: SecurityConfig::default(),
+            database: None,
+            orchestrator: None,
+            worker: None,
+            events: tamma_events::EventsConfig::default(),
+            resilience: tamma_resilience::ResilienceConfig::default(),
+            providers: Vec::new(),
+            platforms: Vec::new(),
+            console: ConsoleConfig::default(),
+        }
+    }
+}
+
+impl TammaConfig {
+    /// The data directory as a path.
+    #[must_use]
+    pub fn data_dir(&self) -> PathBuf {
+        PathBuf::from(&self.data_dir)
+    }
+
+    /// `path` resolved against the data directory when relative.
+    #[must_use]
+    pub fn under_data_dir(&self, path: impl AsRef<Path>) -> PathBuf {
+        let p = path.as_ref();
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.data_dir().join(p)
+        }
+    }
+}
+
+/// The run mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Orchestrator and worker in one process.
+    Standalone,
+    /// Coordinates workers.
+    Orchestrator,
+    /// Runs tasks for an orchestrator.
+    Worker,
+}
+
+impl Mode {
+    /// The lowercase name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Orchestrator => "orchestrator",
+            Self::Worker => "worker",
+        }
+    }
+}
+
+/// `monitoring`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// Master switch: when false, neither metrics nor health endpoints are served (liveness stays).
+    pub enabled: bool,
+    /// Metrics.
+    pub metrics: tamma_telemetry::MetricsConfig,
+    /// Health checks.
+    pub health_checks: tamma_health::HealthChecksConfig,
+    /// Traces.
+    pub tracing: tamma_telemetry::TracingConfig,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            metrics: tamma_telemetry::MetricsConfig::default(),
+            health_checks: tamma_health::HealthChecksConfig::default(),
+            tracing: tamma_telemetry::TracingConfig::default(),
+        }
+    }
+}
+
+/// `database`: the one PostgreSQL connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Connection URL, `postgres://user@host:5432/db`. Put the password in `password`, not here.
+    #[schemars(extend("x-tamma-restart" = true))]
+    pub url: String,
+    /// Password (never printed; `passwordFile` or `TAMMA_DATABASE__PASSWORD_FILE` accepted).
+    #[schemars(extend("x-tamma-restart" = true))]
+    pub password: Secret,
+    /// Connections in the pool.
+    #[schemars(extend("x-tamma-restart" = true))]
+    pub pool_size: u32,
+    /// Time allowed to open a connection.
+    pub connect_timeout: DurationMs,
+    /// Time a caller waits for a free connection before `Unavailable`.
+    pub acquire_timeout: DurationMs,
+    /// Statement timeout set on every connection.
+    pub statement_timeout: DurationMs,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/tamma".into(),
+            password: Secret::default(),
+            pool_size: 10,
+            connect_timeout: DurationMs::from_secs(5),
+            acquire_timeout: DurationMs::from_secs(5),
+            statement_timeout: DurationMs::from_secs(30),
+        }
+    }
+}
+
+/// `orchestrator`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OrchestratorConfig {
+    /// How often workers must report to stay registered.
+    pub heartbeat_interval: DurationMs,
+    /// A worker silent for this long is considered gone.
+    pub worker_timeout: DurationMs,
+    /// Most workers accepted at once (0 = no limit).
+    pub max_workers: u32,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: DurationMs::from_secs(10),
+            worker_timeout: DurationMs::from_secs(30),
+            max_workers: 0,
+        }
+    }
+}
+
+/// `worker`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// The orchestrator's base URL (`http://orchestrator:7340`).
+    #[schemars(extend("x-tamma-restart" = true))]
+    pub orchestrator_url: String,
+    /// This worker's id (default: the host name).
+    #[schemars(extend("x-tamma-restart" = true))]
+    pub id: String,
+    /// Tasks run at once.
+    pub concurrency: u32,
+    /// How often the worker reports to the orchestrator.
+    pub heartbeat_interval: DurationMs,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            orchestrator_url: "http://127.0.0.1:7340".into(),
+            id: String::new(),
+            concurrency: 4,
+            heartbeat_interval: DurationMs::from_secs(10),
+        }
+    }
+}
+
+/// `console`: terminal output of the CLI and text logs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Colour: `auto` (only on a terminal), `always` or `never`. `NO_COLOR` sets `never`.
+    pub color: ColorMode,
+}
+
+/// When to use colour.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ColorMode {
+    /// Only on a terminal.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl Validate for TammaConfig {
+    fn validate(&self, path: &str, out: &mut Vec<Problem>) {
+        if self.data_dir.trim().is_empty() {
+            out.push(Problem::new(
+                join_path(path, "dataDir"),
+                "must not be empty",
+            ));
+        }
+        self.server.validate(&join_path(path, "server"), out);
+        self.logging.validate(&join_path(path, "logging"), out);
+        let m = join_path(path, "monitoring");
+        self.monitoring
+            .metrics
+            .validate(&join_path(&m, "metrics"), out);
+        self.monitoring
+            .health_checks
+            .validate(&join_path(&m, "healthChecks"), out);
+        self.monitoring
+            .tracing
+            .validate(&join_path(&m, "tracing"), out);
+        self.security.validate(&join_path(path, "security"), out);
+        self.events.validate(&join_path(path, "events"), out);
+        self.resilience
+            .validate(&join_path(path, "resilience"), out);
+        if let Some(db) = &self.database {
+            let p = join_path(path, "database");
+            if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://")) {
+                out.push(Problem::new(
+                    join_path(&p, "url"),
+                    format!("{:?} is not a postgres:// URL", db.url),
+                ));
+            }
+            if db.pool_size == 0 {
+                out.push(Problem::new(
+                    join_path(&p, "poolSize"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        let storage_is_postgres = matches!(
+            self.events.storage,
+            tamma_events::EventStorageConfig::Postgres(_)
+        );
+        if storage_is_postgres && self.database.is_none() {
+            out.push(Problem::new(
+                join_path(path, "database"),
+                "is required when events.storage.type is \"postgres\" (set database.url)",
+            ));
+        }
+        if self.mode == Mode::Worker {
+            match &self.worker {
+                None => out.push(Problem::new(
+                    join_path(path, "worker"),
+                    "is required in worker mode (set worker.orchestratorUrl)",
+                )),
+                Some(w)
+                    if !(w.orchestrator_url.starts_with("http://")
+                        || w.orchestrator_url.starts_with("https://")) =>
+                {
+                    out.push(Problem::new(
+                        format!("{}.orchestratorUrl", join_path(path, "worker")),
+                        format!("{:?} is not an http(s) URL", w.orchestrator_url),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}

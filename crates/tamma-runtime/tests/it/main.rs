@@ -1,0 +1,5 @@
+//! Integration tests of tamma-runtime: the root schema, its defaults and layers, a node over real
+//! sockets.
+
+mod defaults;
+mod node;

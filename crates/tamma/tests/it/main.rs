@@ -1,0 +1,27 @@
+//! Integration tests of the `tamma` binary, run as a real child process.
+
+mod cli;
+mod serve;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `tamma` with `args` in `dir`, with a clean environment plus `env`.
+pub(crate) fn tamma(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tamma"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the tamma binary runs")
+}
+
+pub(crate) fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
