@@ -32,11 +32,17 @@ impl Validate for ServerConfig {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             out.push(Problem::new(
                 join_path(path, "listen"),
-                format!("{:?} is not an address and port such as 127.0.0.1:7340", self.listen),
+                format!(
+                    "{:?} is not an address and port such as 127.0.0.1:7340",
+                    self.listen
+                ),
             ));
         }
         if self.max_body_size.bytes() < 1024 {
-            out.push(Problem::new(join_path(path, "maxBodySize"), "must be at least 1KiB"));
+            out.push(Problem::new(
+                join_path(path, "maxBodySize"),
+                "must be at least 1KiB",
+            ));
         }
     }
 }

@@ -14,7 +14,9 @@ pub type ConfigView = Arc<dyn Fn() -> Value + Send + Sync>;
 
 /// The `GET /v1/config` route.
 pub fn config_routes(view: ConfigView) -> Router {
-    Router::new().route("/v1/config", get(show)).with_state(view)
+    Router::new()
+        .route("/v1/config", get(show))
+        .with_state(view)
 }
 
 async fn show(State(view): State<ConfigView>) -> impl IntoResponse {

@@ -25,9 +25,18 @@ pub fn with_middleware(router: Router) -> Router {
 async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
     // The route template, never the raw path: bounded label values.
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
     let method = req.method().as_str().to_owned();
-    let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let span = tracing::debug_span!("http", %method, %route, request_id = %request_id);
     let response = {
         let _entered = span.enter();
@@ -38,6 +47,7 @@ async fn observe(req: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route).record(start.elapsed().as_secs_f64());
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route)
+        .record(start.elapsed().as_secs_f64());
     response
 }

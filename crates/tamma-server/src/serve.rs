@@ -14,11 +14,15 @@ use crate::error::{Error, Result};
 /// # Errors
 /// [`Error::BadAddress`], [`Error::AddressInUse`], [`Error::Bind`].
 pub async fn bind(listen: &str) -> Result<TcpListener> {
-    let addr: SocketAddr = listen.parse().map_err(|_| Error::BadAddress { listen: listen.to_owned() })?;
-    TcpListener::bind(addr).await.map_err(|source| match source.kind() {
-        std::io::ErrorKind::AddrInUse => Error::AddressInUse { addr },
-        _ => Error::Bind { addr, source },
-    })
+    let addr: SocketAddr = listen.parse().map_err(|_| Error::BadAddress {
+        listen: listen.to_owned(),
+    })?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => Error::AddressInUse { addr },
+            _ => Error::Bind { addr, source },
+        })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
@@ -26,7 +30,11 @@ pub async fn bind(listen: &str) -> Result<TcpListener> {
 ///
 /// # Errors
 /// [`Error::Serve`] when the accept loop fails.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     axum::serve(listener, router.into_make_service())
         .with_graceful_shutdown(shutdown)
         .await
