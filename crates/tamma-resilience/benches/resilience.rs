@@ -104,17 +104,17 @@ fn allocations_per_call(name: &str, mut f: impl FnMut()) {
 fn report_allocations(s: &Setup) {
     allocations_per_call("bare", || drop(run(service(1))));
     allocations_per_call("retry_first_try", || {
-        drop(run(s.retry.retry(|| service(1))))
+        drop(run(s.retry.retry(|| service(1))));
     });
     allocations_per_call("breaker_closed", || {
-        drop(run(s.breaker.call(|| service(1))))
+        drop(run(s.breaker.call(|| service(1))));
     });
     allocations_per_call("breaker_closed_slow_tracking", || {
-        drop(run(s.slow_breaker.call(|| service(1))))
+        drop(run(s.slow_breaker.call(|| service(1))));
     });
     allocations_per_call("retry_and_breaker", || drop(run(s.op.call(|| service(1)))));
     allocations_per_call("open_breaker_rejection", || {
-        drop(black_box(s.open.try_acquire()))
+        drop(black_box(s.open.try_acquire()));
     });
 }
 
@@ -124,19 +124,19 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("resilience");
     g.bench_function("bare", |b| b.iter(|| run(service(1))));
     g.bench_function("retry_first_try", |b| {
-        b.iter(|| run(s.retry.retry(|| service(1))))
+        b.iter(|| run(s.retry.retry(|| service(1))));
     });
     g.bench_function("breaker_closed", |b| {
-        b.iter(|| run(s.breaker.call(|| service(1))))
+        b.iter(|| run(s.breaker.call(|| service(1))));
     });
     g.bench_function("breaker_closed_slow_tracking", |b| {
-        b.iter(|| run(s.slow_breaker.call(|| service(1))))
+        b.iter(|| run(s.slow_breaker.call(|| service(1))));
     });
     g.bench_function("retry_and_breaker", |b| {
-        b.iter(|| run(s.op.call(|| service(1))))
+        b.iter(|| run(s.op.call(|| service(1))));
     });
     g.bench_function("open_breaker_rejection", |b| {
-        b.iter(|| black_box(s.open.try_acquire()).is_err())
+        b.iter(|| black_box(s.open.try_acquire()).is_err());
     });
     g.bench_function("open_breaker_call", |b| {
         b.iter(|| run(s.open.call(|| service(1))).is_err());

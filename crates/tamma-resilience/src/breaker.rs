@@ -801,7 +801,7 @@ mod tests {
         clock.advance(Duration::from_secs(4));
         match b.try_acquire() {
             Err(Error::BreakerOpen { retry_after, .. }) => {
-                assert_eq!(retry_after, Duration::from_secs(6))
+                assert_eq!(retry_after, Duration::from_secs(6));
             }
             other => panic!("expected open, got {other:?}"),
         }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tamma_core::metric_names::RESILIENCE_ESCALATIONS_TOTAL;
 
@@ -268,7 +268,7 @@ struct KeyState {
 /// Delivers escalations to its notifiers, at most once per key per debounce window; repeats inside
 /// the window are counted and reported in the next delivery's `suppressed`.
 pub struct Escalator {
-    notifiers: Vec<Arc<dyn Notifier>>,
+    notifiers: RwLock<Vec<Arc<dyn Notifier>>>,
     enabled: bool,
     min_severity: Severity,
     debounce: Duration,
@@ -279,14 +279,7 @@ pub struct Escalator {
 impl fmt::Debug for Escalator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Escalator")
-            .field(
-                "notifiers",
-                &self
-                    .notifiers
-                    .iter()
-                    .map(|n| n.name().to_owned())
-                    .collect::<Vec<_>>(),
-            )
+            .field("notifiers", &self.notifier_names())
             .field("enabled", &self.enabled)
             .field("min_severity", &self.min_severity)
             .field("debounce", &self.debounce)
@@ -307,7 +300,7 @@ impl Escalator {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            notifiers: Vec::new(),
+            notifiers: RwLock::new(Vec::new()),
             enabled,
             min_severity,
             debounce,
@@ -337,9 +330,25 @@ impl Escalator {
 
     /// Adds a notifier.
     #[must_use]
-    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
-        self.notifiers.push(notifier);
+    pub fn with_notifier(self, notifier: Arc<dyn Notifier>) -> Self {
+        self.add_notifier(notifier);
         self
+    }
+
+    /// Adds a notifier to a running escalator (e.g. the audit-trail notifier, once the event store
+    /// is up).
+    pub fn add_notifier(&self, notifier: Arc<dyn Notifier>) {
+        self.notifiers.write().push(notifier);
+    }
+
+    /// The notifiers' names, in delivery order.
+    #[must_use]
+    pub fn notifier_names(&self) -> Vec<String> {
+        self.notifiers
+            .read()
+            .iter()
+            .map(|n| n.name().to_owned())
+            .collect()
     }
 
     /// Delivers `escalation` to every notifier (concurrently), unless disabled, below the minimum
@@ -390,10 +399,11 @@ impl Escalator {
         }
         metrics::counter!(RESILIENCE_ESCALATIONS_TOTAL, "severity" => escalation.severity.as_str())
             .increment(1);
+        let notifiers = self.notifiers.read().clone();
         let results =
-            futures::future::join_all(self.notifiers.iter().map(|n| n.notify(&escalation))).await;
+            futures::future::join_all(notifiers.iter().map(|n| n.notify(&escalation))).await;
         let mut failed = 0;
-        for (n, r) in self.notifiers.iter().zip(results) {
+        for (n, r) in notifiers.iter().zip(results) {
             if let Err(e) = r {
                 failed += 1;
                 tracing::error!(
@@ -406,7 +416,7 @@ impl Escalator {
             }
         }
         EscalationOutcome::Delivered {
-            notifiers: self.notifiers.len(),
+            notifiers: notifiers.len(),
             failed,
         }
     }
@@ -493,5 +503,11 @@ mod tests {
             EscalationOutcome::Disabled
         );
         assert_eq!(n.0.load(Ordering::SeqCst), 1);
+        // A notifier added later (the audit trail) receives the next escalations.
+        let late = Arc::new(Count(AtomicUsize::new(0)));
+        e.add_notifier(late.clone());
+        assert_eq!(e.notifier_names(), vec!["count", "count"]);
+        e.escalate(Escalation::new("k2", Severity::High, "m")).await;
+        assert_eq!(late.0.load(Ordering::SeqCst), 1);
     }
 }
