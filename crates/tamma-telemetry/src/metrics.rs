@@ -73,7 +73,6 @@ struct HistogramCell {
     bounds: &'static [f64],
     /// Non-cumulative counts per bucket; the last one is `+Inf`.
     buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
     sum: GaugeCell,
 }
 
@@ -82,7 +81,6 @@ impl HistogramCell {
         Self {
             bounds,
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
             sum: GaugeCell::default(),
         }
     }
@@ -92,7 +90,6 @@ impl HistogramFn for HistogramCell {
     fn record(&self, value: f64) {
         let i = self.bounds.partition_point(|b| *b < value);
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
         self.sum.increment(value);
     }
 }
@@ -325,7 +322,6 @@ impl MetricsRecorder {
                         line(&mut out, name, "_count", &s.labels, "");
                         // The count is the bucket total, so a scrape is never inconsistent.
                         let _ = writeln!(out, "{cumulative}");
-                        let _ = h.count.load(Ordering::Relaxed);
                     }
                 }
             }

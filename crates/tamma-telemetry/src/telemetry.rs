@@ -347,6 +347,11 @@ struct HandleInner {
 
 /// Changes levels, directives and redaction at runtime, reports output health and shuts down.
 /// Cheap to clone.
+///
+/// Level changes rebuild `tracing`'s callsite interest cache. With the subscriber installed
+/// globally that always works; when it is only a scoped default (`with_default` in tests) and no
+/// other dispatcher exists, `tracing` rebuilds against the *current thread's* default, so make the
+/// change inside the scope.
 #[derive(Debug, Clone)]
 pub struct TelemetryHandle {
     inner: Arc<HandleInner>,
