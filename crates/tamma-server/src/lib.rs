@@ -26,6 +26,7 @@
 mod config;
 mod config_routes;
 mod error;
+mod events;
 mod health;
 mod metrics_routes;
 mod middleware;
@@ -34,6 +35,7 @@ mod serve;
 pub use config::ServerConfig;
 pub use config_routes::{ConfigView, config_routes};
 pub use error::{Error, Result};
+pub use events::{EventsApiLimits, events_routes, openapi_document, openapi_routes};
 pub use health::{REFRESH_HEADER, health_routes};
 pub use metrics_routes::{MetricsRender, metrics_routes};
 pub use middleware::{REQUEST_ID, with_middleware};
