@@ -123,6 +123,7 @@ pub fn to_store_error(e: tokio_postgres::Error) -> tamma_events::Error {
     };
     metrics::counter!(tamma_core::metric_names::EVENTS_STORE_ERRORS_TOTAL, "category" => category)
         .increment(1);
+    let e = PgError(e);
     match class {
         PgErrorClass::Unavailable => tamma_events::Error::Unavailable {
             message: format!("the PostgreSQL connection failed: {e}"),
@@ -130,6 +131,38 @@ pub fn to_store_error(e: tokio_postgres::Error) -> tamma_events::Error {
         },
         PgErrorClass::Transient => tamma_events::Error::backend(e, true),
         PgErrorClass::Permanent => tamma_events::Error::backend(e, false),
+    }
+}
+
+/// A driver error whose message carries the server's own (message, SQLSTATE, detail, where), which the
+/// driver's `Display` leaves to its source.
+#[derive(Debug)]
+struct PgError(tokio_postgres::Error);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => {
+                write!(f, "{} (SQLSTATE {})", db.message(), db.code().code())?;
+                if let Some(detail) = db.detail() {
+                    write!(f, "; {detail}")?;
+                }
+                if let Some(at) = db.where_() {
+                    write!(f, "; at {at}")?;
+                }
+                Ok(())
+            }
+            None => match std::error::Error::source(&self.0) {
+                Some(cause) => write!(f, "{}: {cause}", self.0),
+                None => write!(f, "{}", self.0),
+            },
+        }
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 

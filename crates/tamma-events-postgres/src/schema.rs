@@ -9,8 +9,10 @@ use uuid::Uuid;
 use crate::error::Error;
 
 /// The migrations, in order: `(version, name, SQL)`. Each runs once, in its own transaction.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "events", include_str!("../migrations/0001_events.sql"))];
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "events", include_str!("../migrations/0001_events.sql")),
+    (2, "cursors", include_str!("../migrations/0002_cursors.sql")),
+];
 
 /// Advisory-lock key held (transaction-scoped) by every append: "TAMMA" + 1.
 #[cfg(test)]
@@ -24,7 +26,8 @@ pub(crate) const RETENTION_LOCK: i64 = 0x5441_4D4D_4100_0003;
 pub(crate) const CHANNEL: &str = "tamma_events";
 
 /// The group-commit statement: one call appends a whole batch (see `migrations/0001_events.sql`).
-pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found \
+     FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 /// The committed head.
 pub(crate) const HEAD_SQL: &str = "SELECT tamma_head()";
@@ -273,5 +276,7 @@ mod tests {
         assert_eq!(MIGRATIONS[0].0, 1);
         assert_eq!(APPEND_LOCK, 6_071_218_766_870_478_849);
         assert!(MIGRATIONS[0].2.contains("6071218766870478849"));
+        assert!(MIGRATIONS[0].2.contains("p_data         text[]"));
+        assert!(APPEND_SQL.contains("$15)"));
     }
 }

@@ -262,7 +262,7 @@ impl Inner {
     ) -> Result<AppendResult> {
         validate_append(&events, condition.as_ref(), &self.limits)?;
         let delay = self.hooks.commit_delay_for(&events);
-        let (request, reply) = Request::new(events, condition.as_ref(), delay)?;
+        let (request, reply) = Request::new(events, condition, delay)?;
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         if self.requests.send(request).await.is_err() {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
@@ -526,6 +526,34 @@ impl EventStore for PostgresStore {
                 queue_depth: self.inner.shared.queued.load(Ordering::Relaxed),
                 last_commit_age: self.inner.shared.last_commit.lock().map(|t| t.elapsed()),
             })
+        })
+    }
+
+    fn load_cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+        Box::pin(async move {
+            let c = self.inner.client().await?;
+            let row = c
+                .query_opt(
+                    "SELECT position FROM tamma_cursors WHERE name = $1",
+                    &[&name],
+                )
+                .await
+                .map_err(to_store_error)?;
+            Ok(row.map(|r| to_u64(r.get(0))))
+        })
+    }
+
+    fn save_cursor<'a>(&'a self, name: &'a str, position: u64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let c = self.inner.client().await?;
+            c.execute(
+                "INSERT INTO tamma_cursors (name, position) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = now()",
+                &[&name, &crate::schema::to_i64(position)],
+            )
+            .await
+            .map_err(to_store_error)?;
+            Ok(())
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The group-commit writer: one task, one connection, one transaction per batch of queued appends.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,8 +24,8 @@ const MAX_BATCH_APPENDS: usize = 1_000;
 /// One append waiting for the writer, encoded by the caller's task.
 pub(crate) struct Request {
     pub(crate) events: Vec<Event>,
-    /// The condition as `tamma_first_match` reads it, or `None`.
-    pub(crate) condition: Option<String>,
+    /// The condition, or `None`.
+    pub(crate) condition: Option<AppendCondition>,
     /// `metadata` per event as JSON text, `None` when empty.
     pub(crate) metadata: Vec<Option<String>>,
     /// `data` per event as JSON text.
@@ -38,7 +39,7 @@ impl Request {
     /// Encodes an append (already validated) for the writer.
     pub(crate) fn new(
         events: Vec<Event>,
-        condition: Option<&AppendCondition>,
+        condition: Option<AppendCondition>,
         delay: Option<Duration>,
     ) -> Result<(Self, oneshot::Receiver<Result<AppendResult>>)> {
         let mut metadata = Vec::with_capacity(events.len());
@@ -61,14 +62,6 @@ impl Request {
             });
             data.push(to_json(&e.data)?);
         }
-        let condition = condition
-            .map(|c| {
-                to_json(&serde_json::json!({
-                    "after": c.after.map(to_i64),
-                    "items": c.fail_if_events_match.items,
-                }))
-            })
-            .transpose()?;
         let (reply, rx) = oneshot::channel();
         Ok((
             Self {
@@ -120,17 +113,31 @@ pub(crate) async fn run(
 ) {
     let mut conn: Option<Conn> = None;
     let mut batch = Vec::new();
-    while let Some(first) = rx.recv().await {
+    let mut held: Option<Request> = None;
+    let mut ids = HashSet::new();
+    loop {
+        let first = match held.take() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => break,
+            },
+        };
         let mut events = first.events.len();
+        ids.clear();
+        ids.extend(first.events.iter().map(|e| e.id));
         batch.push(first);
         while events < MAX_BATCH_EVENTS && batch.len() < MAX_BATCH_APPENDS {
-            match rx.try_recv() {
-                Ok(r) => {
-                    events += r.events.len();
-                    batch.push(r);
-                }
-                Err(_) => break,
+            let Ok(r) = rx.try_recv() else { break };
+            if r.events.iter().any(|e| ids.contains(&e.id)) {
+                // A retry racing its original: it must see the original committed, so it waits for the
+                // next batch (tamma_append checks stored ids once per batch).
+                held = Some(r);
+                break;
             }
+            ids.extend(r.events.iter().map(|e| e.id));
+            events += r.events.len();
+            batch.push(r);
         }
         shared.queued.fetch_sub(batch.len(), Ordering::Relaxed);
         if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
@@ -188,34 +195,64 @@ type Row = (i16, Option<i64>, Option<i64>, Option<serde_json::Value>);
 
 async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres::Error> {
     let n: usize = batch.iter().map(|r| r.events.len()).sum();
-    let mut counts = Vec::with_capacity(batch.len());
-    let mut conds: Vec<Option<&str>> = Vec::with_capacity(batch.len());
+    let a = batch.len();
+    let mut counts: Vec<i32> = Vec::with_capacity(a);
+    let mut after: Vec<Option<i64>> = Vec::with_capacity(a);
+    let mut items: Vec<i32> = Vec::with_capacity(a);
+    let mut item_ntypes: Vec<i32> = Vec::new();
+    let mut item_ntags: Vec<i32> = Vec::new();
+    let mut item_types: Vec<&str> = Vec::new();
+    let mut item_tags: Vec<&str> = Vec::new();
     let mut ids: Vec<Uuid> = Vec::with_capacity(n);
     let mut types: Vec<&str> = Vec::with_capacity(n);
     let mut ts: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
+    let mut tag_start: Vec<i32> = Vec::with_capacity(n);
     let mut tag_counts: Vec<i32> = Vec::with_capacity(n);
     let mut tags: Vec<&str> = Vec::with_capacity(n * 2);
     let mut meta: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut data: Vec<&str> = Vec::with_capacity(n);
+    let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
     for r in batch {
-        counts.push(i32::try_from(r.events.len()).unwrap_or(i32::MAX));
-        conds.push(r.condition.as_deref());
+        counts.push(int(r.events.len()));
+        match &r.condition {
+            None => {
+                after.push(None);
+                items.push(0);
+            }
+            Some(cond) => {
+                after.push(Some(cond.after.map_or(0, to_i64)));
+                items.push(int(cond.fail_if_events_match.items.len()));
+                for item in &cond.fail_if_events_match.items {
+                    item_ntypes.push(int(item.types.len()));
+                    item_ntags.push(int(item.tags.len()));
+                    item_types.extend(item.types.iter().map(String::as_str));
+                    item_tags.extend(item.tags.iter());
+                }
+            }
+        }
         for (i, e) in r.events.iter().enumerate() {
             ids.push(e.id);
             types.push(&e.event_type);
             ts.push(e.timestamp);
-            tag_counts.push(i32::try_from(e.tags.len()).unwrap_or(i32::MAX));
+            tag_start.push(int(tags.len()));
+            tag_counts.push(int(e.tags.len()));
             tags.extend(e.tags.iter());
             meta.push(r.metadata[i].as_deref());
             data.push(&r.data[i]);
         }
     }
-    let params: [&(dyn ToSql + Sync); 9] = [
+    let params: [&(dyn ToSql + Sync); 15] = [
         &counts,
-        &conds,
+        &after,
+        &items,
+        &item_ntypes,
+        &item_ntags,
+        &item_types,
+        &item_tags,
         &ids,
         &types,
         &ts,
+        &tag_start,
         &tag_counts,
         &tags,
         &meta,

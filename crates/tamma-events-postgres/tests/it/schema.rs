@@ -28,7 +28,10 @@ async fn migrations_are_versioned_idempotent_and_safe_concurrently() {
         .await
         .unwrap();
     let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(applied, vec![(1, "events".to_owned())]);
+    assert_eq!(
+        applied,
+        vec![(1, "events".to_owned()), (2, "cursors".to_owned())]
+    );
 }
 
 #[tokio::test]
@@ -51,7 +54,7 @@ async fn newer_schema_is_refused() {
             e,
             OpenError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: 2
             }
         ),
         "{e}"
@@ -159,4 +162,84 @@ async fn health_reports_writer_state() {
     );
     let r = tamma_core::Check::check(&store.health_check()).await;
     assert_eq!(r.status, tamma_core::CheckStatus::Healthy);
+}
+
+/// Random conditions (items of several tags and types, `after` anywhere) give exactly the memory store's
+/// answers: the same conflict position or the same success. Exercises the leapfrog join of
+/// `tamma_first_match` over common and rare streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_agree_with_the_reference_store() {
+    use tamma_events::{AppendCondition, MemoryStore, QueryItem};
+    let db = TestDb::create().await;
+    let pg = db.store().await;
+    let mem = MemoryStore::new();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut below = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let types = ["A", "B", "C"];
+    let tags = ["t:0", "t:1", "t:2", "t:3", "common"];
+    let mut batch = Vec::new();
+    for _ in 0..400 {
+        let mut e = Event::new(types[usize::try_from(below(3)).unwrap()]);
+        for t in tags {
+            // "common" on most events, the others rarely.
+            if below(if t == "common" { 10 } else { 4 }) < if t == "common" { 9 } else { 1 } {
+                e = e.tag(t);
+            }
+        }
+        batch.push(e);
+    }
+    pg.append(batch.clone(), None).await.unwrap();
+    mem.append(batch, None).await.unwrap();
+    let (mut passed, mut failed) = (0, 0);
+    for round in 0..150 {
+        let items = (0..=below(2))
+            .map(|_| {
+                let mut item = QueryItem::default();
+                for t in types {
+                    if below(3) == 0 {
+                        item = item.with_type(t);
+                    }
+                }
+                for t in tags {
+                    if below(2) == 0 {
+                        item = item.with_tag(t);
+                    }
+                }
+                if item.types.is_empty() && item.tags.is_empty() {
+                    item = item.with_tag("common");
+                }
+                item
+            })
+            .collect::<Vec<_>>();
+        let mut cond = AppendCondition::new(Query::from_items(items));
+        if below(4) > 0 {
+            cond = cond.after(250 + below(170));
+        }
+        let probe = Event::new("PROBE").tag("probe");
+        let a = pg.append(vec![probe.clone()], Some(cond.clone())).await;
+        let b = mem.append(vec![probe], Some(cond.clone())).await;
+        match (&a, &b) {
+            (Ok(x), Ok(y)) => {
+                assert_eq!(x.positions, y.positions, "round {round}: {cond:?}");
+                passed += 1;
+            }
+            (
+                Err(Error::AppendConditionFailed { position: x }),
+                Err(Error::AppendConditionFailed { position: y }),
+            ) => {
+                assert_eq!(x, y, "round {round}: {cond:?}");
+                failed += 1;
+            }
+            _ => panic!("round {round}: {cond:?}: postgres {a:?}, memory {b:?}"),
+        }
+    }
+    assert!(
+        passed > 10 && failed > 10,
+        "both outcomes exercised: {passed} passed, {failed} failed"
+    );
 }
