@@ -66,6 +66,8 @@ catalogue! {
     EMITTER_PENDING = "tamma_emitter_pending", Gauge, "Events accepted by the emitter and not yet stored.";
     /// Emitter flush latency, seconds.
     EMITTER_FLUSH_SECONDS = "tamma_emitter_flush_seconds", Histogram, "Emitter flush latency.";
+    /// Events the emitter accepted and could not store, by `reason` (the error code).
+    EMITTER_FAILED_TOTAL = "tamma_emitter_failed_total", Counter, "Events the emitter accepted and could not store, by reason.";
     /// Subscriber lag in events, by `subscriber`.
     EMITTER_SUBSCRIBER_LAG = "tamma_emitter_subscriber_lag", Gauge, "Events a subscriber is behind the head.";
     /// HTTP requests by `route`, `method`, `status`.

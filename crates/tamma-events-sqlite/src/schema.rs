@@ -7,7 +7,7 @@ use tamma_events::{Event, EventMetadata, Query, ReadOptions, SequencedEvent, Tag
 use uuid::Uuid;
 
 /// The newest schema version this build writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1. `position` is the rowid. Tags are kept twice: as a JSON array on the event (read back with
 /// it) and one row per tag in `event_tags`, a `(tag, position)` B-tree, so a tag query is an ordered scan
@@ -35,6 +35,23 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
+
+/// Version 2: named consumer cursors (routes, forwarders) kept next to the events they point into.
+pub(crate) const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS cursors (
+    name     TEXT    PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// The position saved under the cursor `name`, if any.
+pub(crate) fn load_cursor(conn: &Connection, name: &str) -> rusqlite::Result<Option<u64>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached("SELECT position FROM cursors WHERE name = ?1")?
+        .query_row([name], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|p| p.map(to_u64))
+}
 
 /// The columns every event read selects, in the order [`decode`] expects.
 const COLUMNS: &str =

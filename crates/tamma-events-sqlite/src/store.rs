@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::error::{Error, backend};
-use crate::schema::{self, Encoded, SCHEMA_V1, SCHEMA_VERSION, to_i64};
+use crate::schema::{self, Encoded, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION, to_i64};
 
 /// Settings of a [`SqliteStore`] beyond its path.
 #[derive(Clone, Debug)]
@@ -107,6 +107,11 @@ enum Request {
         cutoff: i64,
         reply: oneshot::Sender<tamma_events::Result<u64>>,
     },
+    Cursor {
+        name: String,
+        position: i64,
+        reply: oneshot::Sender<tamma_events::Result<()>>,
+    },
 }
 
 impl SqliteStore {
@@ -166,7 +171,7 @@ impl SqliteStore {
         }
         if version < SCHEMA_VERSION {
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {SCHEMA_V1} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(open_err)?;
         }
@@ -344,6 +349,31 @@ impl EventStore for SqliteStore {
             })
         })
     }
+
+    fn load_cursor<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, tamma_events::Result<Option<u64>>> {
+        let readers = self.inner.readers.clone();
+        let name = name.to_owned();
+        Box::pin(async move { readers.run(move |c| schema::load_cursor(c, &name)).await })
+    }
+
+    fn save_cursor<'a>(
+        &'a self,
+        name: &'a str,
+        position: u64,
+    ) -> BoxFuture<'a, tamma_events::Result<()>> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.send(Request::Cursor {
+                name: name.to_owned(),
+                position: to_i64(position),
+                reply,
+            })?;
+            rx.await.map_err(closed)?
+        })
+    }
 }
 
 /// Events per page of a read.
@@ -493,6 +523,20 @@ impl Writer {
                         self.commit_group(std::mem::take(&mut group));
                         let _ = reply.send(self.delete_before(cutoff).map_err(backend));
                     }
+                    Request::Cursor {
+                        name,
+                        position,
+                        reply,
+                    } => {
+                        let saved = self
+                            .conn
+                            .prepare_cached(
+                                "INSERT INTO cursors (name, position) VALUES (?1, ?2)
+                                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                            )
+                            .and_then(|mut st| st.execute(rusqlite::params![name, position]));
+                        let _ = reply.send(saved.map(|_| ()).map_err(backend));
+                    }
                 }
             }
             self.commit_group(group);
@@ -628,7 +672,7 @@ impl Writer {
 fn batch_events(r: &Request) -> usize {
     match r {
         Request::Append { encoded, .. } => encoded.len(),
-        Request::Delete { .. } => 1,
+        Request::Delete { .. } | Request::Cursor { .. } => 1,
     }
 }
 

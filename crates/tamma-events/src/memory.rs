@@ -54,6 +54,7 @@ struct Inner {
     hooks: StoreHooks,
     queued: AtomicUsize,
     last_commit: Mutex<Option<Instant>>,
+    cursors: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Default)]
@@ -140,6 +141,7 @@ impl MemoryStore {
                 hooks,
                 queued: AtomicUsize::new(0),
                 last_commit: Mutex::new(None),
+                cursors: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -289,5 +291,15 @@ impl EventStore for MemoryStore {
             last_commit_age: self.inner.last_commit.lock().map(|t| t.elapsed()),
         };
         Box::pin(async move { Ok(health) })
+    }
+
+    fn load_cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+        let found = self.inner.cursors.lock().get(name).copied();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn save_cursor<'a>(&'a self, name: &'a str, position: u64) -> BoxFuture<'a, Result<()>> {
+        self.inner.cursors.lock().insert(name.to_owned(), position);
+        Box::pin(async { Ok(()) })
     }
 }

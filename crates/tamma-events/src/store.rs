@@ -180,6 +180,30 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The store's state for health checks: head, writer queue depth, age of the last commit. Never writes.
     fn health(&self) -> BoxFuture<'_, Result<StoreHealth>>;
+
+    /// The position saved under the cursor `name` by [`save_cursor`](Self::save_cursor), `None` if none
+    /// was. Cursors live in the store's own database, so a consumer (a route, a forwarder) resumes where
+    /// it stopped, across restarts and processes. The default implementation (for stores that keep no
+    /// cursors) answers [`Error::Unavailable`](crate::Error::Unavailable).
+    fn load_cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+        let _ = name;
+        Box::pin(async {
+            Err(crate::Error::unavailable(
+                "this event store keeps no cursors",
+            ))
+        })
+    }
+
+    /// Saves `position` under the cursor `name` durably (replacing the previous value). The default
+    /// implementation answers [`Error::Unavailable`](crate::Error::Unavailable).
+    fn save_cursor<'a>(&'a self, name: &'a str, position: u64) -> BoxFuture<'a, Result<()>> {
+        let _ = (name, position);
+        Box::pin(async {
+            Err(crate::Error::unavailable(
+                "this event store keeps no cursors",
+            ))
+        })
+    }
 }
 
 impl<T: EventStore + ?Sized> EventStore for Arc<T> {
@@ -207,6 +231,12 @@ impl<T: EventStore + ?Sized> EventStore for Arc<T> {
     }
     fn health(&self) -> BoxFuture<'_, Result<StoreHealth>> {
         (**self).health()
+    }
+    fn load_cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+        (**self).load_cursor(name)
+    }
+    fn save_cursor<'a>(&'a self, name: &'a str, position: u64) -> BoxFuture<'a, Result<()>> {
+        (**self).save_cursor(name, position)
     }
 }
 
