@@ -139,14 +139,13 @@ fn kind_of(index: &SchemaIndex, s: &Value) -> String {
         .get("$ref")
         .and_then(Value::as_str)
         .and_then(|r| r.rsplit('/').next())
+        && matches!(name, "Duration" | "ByteSize" | "Secret")
     {
-        if matches!(name, "Duration" | "ByteSize" | "Secret") {
-            return match name {
-                "Duration" => "duration (ms or `\"30s\"`)".into(),
-                "ByteSize" => "size (`\"100MB\"`, `\"64MiB\"`)".into(),
-                _ => "secret string".into(),
-            };
-        }
+        return match name {
+            "Duration" => "duration (ms or `\"30s\"`)".into(),
+            "ByteSize" => "size (`\"100MB\"`, `\"64MiB\"`)".into(),
+            _ => "secret string".into(),
+        };
     }
     match r.get("type") {
         Some(Value::String(t)) => match t.as_str() {
@@ -231,19 +230,17 @@ fn walk(
         .get("properties")
         .and_then(Value::as_object)
         .filter(|_| !path.is_empty() || depth == 0)
-    {
-        if target
+        && (target
             .get("properties")
             .and_then(|p| p.get("type"))
             .is_none()
-            || depth == 0
-        {
-            for (k, ps) in props {
-                let d = default.and_then(|d| d.get(k));
-                walk(index, ps, d, &child(path, k), restart, rows, depth + 1);
-            }
-            return;
+            || depth == 0)
+    {
+        for (k, ps) in props {
+            let d = default.and_then(|d| d.get(k));
+            walk(index, ps, d, &child(path, k), restart, rows, depth + 1);
         }
+        return;
     }
     let description = s
         .get("description")

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tamma_core::{DurationMs, Problem, Secret, Validate, join_path};
+use tamma_core::{DurationMs, Problem, Validate, join_path};
 
 use crate::security::SecurityConfig;
 
@@ -31,7 +31,7 @@ pub struct TammaConfig {
     /// Encryption, authentication, authorization, audit.
     pub security: SecurityConfig,
     /// The PostgreSQL connection shared by the PostgreSQL event store and the database health check.
-    pub database: Option<DatabaseConfig>,
+    pub database: Option<tamma_events_postgres::PostgresConfig>,
     /// Orchestrator settings (mode `orchestrator`).
     pub orchestrator: Option<OrchestratorConfig>,
     /// Worker settings (mode `worker`).
@@ -137,40 +137,6 @@ impl Default for MonitoringConfig {
     }
 }
 
-/// `database`: the one PostgreSQL connection.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    /// Connection URL, `postgres://user@host:5432/db`. Put the password in `password`, not here.
-    #[schemars(extend("x-tamma-restart" = true))]
-    pub url: String,
-    /// Password (never printed; `passwordFile` or `TAMMA_DATABASE__PASSWORD_FILE` accepted).
-    #[schemars(extend("x-tamma-restart" = true))]
-    pub password: Secret,
-    /// Connections in the pool.
-    #[schemars(extend("x-tamma-restart" = true))]
-    pub pool_size: u32,
-    /// Time allowed to open a connection.
-    pub connect_timeout: DurationMs,
-    /// Time a caller waits for a free connection before `Unavailable`.
-    pub acquire_timeout: DurationMs,
-    /// Statement timeout set on every connection.
-    pub statement_timeout: DurationMs,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: "postgres://postgres@127.0.0.1:5432/tamma".into(),
-            password: Secret::default(),
-            pool_size: 10,
-            connect_timeout: DurationMs::from_secs(5),
-            acquire_timeout: DurationMs::from_secs(5),
-            statement_timeout: DurationMs::from_secs(30),
-        }
-    }
-}
-
 /// `orchestrator`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -266,19 +232,7 @@ impl Validate for TammaConfig {
         self.resilience
             .validate(&join_path(path, "resilience"), out);
         if let Some(db) = &self.database {
-            let p = join_path(path, "database");
-            if !(db.url.starts_with("postgres://") || db.url.starts_with("postgresql://")) {
-                out.push(Problem::new(
-                    join_path(&p, "url"),
-                    format!("{:?} is not a postgres:// URL", db.url),
-                ));
-            }
-            if db.pool_size == 0 {
-                out.push(Problem::new(
-                    join_path(&p, "poolSize"),
-                    "must be at least 1",
-                ));
-            }
+            db.validate(&join_path(path, "database"), out);
         }
         let storage_is_postgres = matches!(
             self.events.storage,

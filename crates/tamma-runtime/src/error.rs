@@ -21,6 +21,18 @@ pub enum Error {
     /// The event store could not be opened.
     #[error("cannot open the event store: {0}")]
     Events(#[from] tamma_events::Error),
+    /// The configured event store could not be opened.
+    #[error("cannot open the {backend} event store: {source}")]
+    Store {
+        /// `sqlite`, `postgres` or `memory`.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The resilience section could not be turned into policies.
+    #[error("cannot set up retry and circuit breakers: {0}")]
+    Resilience(#[source] Box<tamma_resilience::Error>),
     /// A directory or file the node needs.
     #[error("cannot use {path}: {source}")]
     Io {

@@ -18,15 +18,17 @@
 //! assert_eq!(config.current().server.listen, "127.0.0.1:7340");
 //! ```
 
+mod audit;
 mod config;
 mod error;
 mod load;
 mod node;
 mod security;
+mod store;
 
+pub use audit::{Audit, types as audit_types};
 pub use config::{
-    ColorMode, ConsoleConfig, DatabaseConfig, Mode, MonitoringConfig, OrchestratorConfig,
-    TammaConfig, WorkerConfig,
+    ColorMode, ConsoleConfig, Mode, MonitoringConfig, OrchestratorConfig, TammaConfig, WorkerConfig,
 };
 pub use error::{Error, Result};
 pub use load::{ConfigArgs, SHORT_VARS, STANDARD_VARS, builder, schema};
@@ -38,3 +40,4 @@ pub use security::{
     KeyRotationConfig, KeySource, OAuthConfig, OAuthMethodConfig, OAuthProvider, Permission,
     Policy, RbacConfig, Role, SecurityConfig,
 };
+pub use store::open_store;

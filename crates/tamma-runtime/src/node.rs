@@ -6,10 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::{Audit, types};
 use axum::Router;
 use axum::routing::get;
-use tamma_config::{ConfigCheck, ConfigManager, Env, FileWatcher, WatchGuard};
+use serde_json::json;
+use tamma_config::{ConfigCheck, ConfigManager, Env, FileWatcher, ReloadEvent, WatchGuard};
+use tamma_events::EventStore;
 use tamma_health::{CheckContext, CheckOptions, HealthChecker};
+use tamma_resilience::{MonotonicClock, Resilience};
 use tamma_telemetry::{ServiceInfo, Telemetry, TelemetryHandle};
 use tokio::net::TcpListener;
 
@@ -46,6 +50,9 @@ pub struct Node {
     listener: TcpListener,
     router: Router,
     checker: Arc<HealthChecker>,
+    store: Arc<dyn EventStore>,
+    audit: Audit,
+    resilience: Arc<Resilience>,
     _watchers: Vec<WatchGuard>,
     _file_watcher: Option<FileWatcher>,
 }
@@ -77,7 +84,12 @@ impl Node {
             source,
         })?;
 
-        let context = CheckContext::new(VERSION).data_dir(&data_dir);
+        let store = crate::store::open_store(&cfg).await?;
+        let store_check: Arc<dyn tamma_core::Check> =
+            Arc::new(tamma_events::StoreCheck::new(Arc::clone(&store)));
+        let context = CheckContext::new(VERSION)
+            .data_dir(&data_dir)
+            .database("events", Arc::clone(&store_check));
         let checker = Arc::new(HealthChecker::from_config(
             &cfg.monitoring.health_checks,
             &context,
@@ -86,6 +98,14 @@ impl Node {
             Arc::new(ConfigCheck::new(config.clone())),
             CheckOptions::new().critical(false),
         )?;
+        checker.add_check(store_check, CheckOptions::new().critical(true))?;
+        let resilience = Arc::new(
+            Resilience::new(cfg.resilience.clone(), MonotonicClock::shared())
+                .map_err(|e| Error::Resilience(Box::new(e)))?,
+        );
+        let breakers: Arc<dyn tamma_core::Check> =
+            Arc::clone(resilience.breakers()) as Arc<dyn tamma_core::Check>;
+        checker.add_check(breakers, CheckOptions::new().critical(false))?;
         if let Some(t) = &telemetry {
             for c in t.checks() {
                 checker.add_check(c, CheckOptions::new().critical(false))?;
@@ -109,14 +129,23 @@ impl Node {
                 get(|| async { "ok" }),
             );
         }
-        if monitoring.enabled && monitoring.metrics.enabled {
-            if let Some(recorder) = telemetry.as_ref().and_then(|t| t.metrics()).cloned() {
-                router = router.merge(tamma_server::metrics_routes(
-                    &monitoring.metrics.endpoint,
-                    Arc::new(move || recorder.render()),
-                ));
-            }
+        if monitoring.enabled
+            && monitoring.metrics.enabled
+            && let Some(recorder) = telemetry.as_ref().and_then(|t| t.metrics()).cloned()
+        {
+            router = router.merge(tamma_server::metrics_routes(
+                &monitoring.metrics.endpoint,
+                Arc::new(move || recorder.render()),
+            ));
         }
+        let limits = tamma_server::EventsApiLimits {
+            max_body_size: cfg.server.max_body_size.bytes(),
+            max_event_size: cfg.events.max_event_size.bytes(),
+            ..tamma_server::EventsApiLimits::default()
+        };
+        router = router
+            .merge(tamma_server::events_routes(Arc::clone(&store), limits))
+            .merge(tamma_server::openapi_routes());
         let router = tamma_server::with_middleware(router);
         let listener = tamma_server::bind(&cfg.server.listen).await?;
 
@@ -129,6 +158,23 @@ impl Node {
                 }
             })?);
         }
+        let audit = Audit::new(Arc::clone(&store), node_name(&cfg));
+        {
+            let audit = audit.clone();
+            watchers.push(config.on_reload(move |event| match event {
+                ReloadEvent::Applied { generation, changed, restart_required, .. } => audit.record_in_background(
+                    types::CONFIG_RELOADED,
+                    "config",
+                    json!({"generation": generation, "changed": changed, "restartRequired": restart_required}),
+                ),
+                ReloadEvent::Failed { problems, .. } => audit.record_in_background(
+                    types::CONFIG_RELOAD_FAILED,
+                    "config",
+                    json!({"problems": problems.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+                ),
+                _ => {}
+            }));
+        }
         let file_watcher = match config.file() {
             Some(_) => Some(config.watch_file(Duration::from_millis(250))?),
             None => None,
@@ -137,17 +183,38 @@ impl Node {
             mode = cfg.mode.as_str(),
             listen = %listener.local_addr().map_or_else(|_| cfg.server.listen.clone(), |a| a.to_string()),
             data_dir = %data_dir.display(),
+            store = store_name(&cfg),
             config_file = ?config.file(),
             "node started"
         );
         for w in cfg.warnings() {
             tracing::warn!("{w}");
         }
+        let listen = listener
+            .local_addr()
+            .map_or_else(|_| cfg.server.listen.clone(), |a| a.to_string());
+        audit
+            .record(
+                types::CONFIG_LOADED,
+                "config",
+                json!({"generation": cfg.generation(), "file": config.file()}),
+            )
+            .await;
+        audit
+            .record(
+                types::NODE_STARTED,
+                "node",
+                json!({"mode": cfg.mode.as_str(), "listen": listen, "version": VERSION, "store": store_name(&cfg)}),
+            )
+            .await;
         Ok(Self {
             config,
             listener,
             router,
             checker,
+            store,
+            audit,
+            resilience,
             _watchers: watchers,
             _file_watcher: file_watcher,
         })
@@ -165,6 +232,18 @@ impl Node {
         &self.checker
     }
 
+    /// Retry policies, circuit breakers and escalation, built from `resilience`.
+    #[must_use]
+    pub fn resilience(&self) -> &Arc<Resilience> {
+        &self.resilience
+    }
+
+    /// The event store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
     /// Serves until `shutdown` resolves, then drains in-flight requests and stops the background work.
     ///
     /// # Errors
@@ -178,10 +257,12 @@ impl Node {
             listener,
             router,
             checker,
+            audit,
             ..
         } = self;
         tamma_server::serve(listener, router, shutdown).await?;
         checker.stop_monitoring();
+        audit.record(types::NODE_STOPPED, "node", json!({})).await;
         tracing::info!(generation = config.current().generation(), "node stopped");
         Ok(())
     }
@@ -204,4 +285,21 @@ pub fn config_document(config: &ConfigManager<TammaConfig>) -> serde_json::Value
         "sources": sources,
         "reload": config.reload_status(),
     })
+}
+
+fn store_name(cfg: &TammaConfig) -> &'static str {
+    match cfg.events.storage {
+        tamma_events::EventStorageConfig::Sqlite(_) => "sqlite",
+        tamma_events::EventStorageConfig::Postgres(_) => "postgres",
+        tamma_events::EventStorageConfig::Memory(_) => "memory",
+    }
+}
+
+/// The node's name in audit tags: the worker id when set, else the mode.
+fn node_name(cfg: &TammaConfig) -> String {
+    cfg.worker
+        .as_ref()
+        .map(|w| w.id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| cfg.mode.as_str().to_owned())
 }

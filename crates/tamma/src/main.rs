@@ -161,7 +161,7 @@ fn load(
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let env = Env::capture();
     match cli.command {
-        Command::Serve => serve(&cli.global, env),
+        Command::Serve => serve(&cli.global, &env),
         Command::Config(ConfigCommand::Check { file }) => match load(&cli.global, file, env) {
             Ok(c) => {
                 for w in c.current().warnings() {
@@ -238,13 +238,13 @@ fn schemars_schema() -> serde_json::Value {
     tamma_runtime::schema()
 }
 
-fn serve(g: &Global, env: Env) -> anyhow::Result<ExitCode> {
+fn serve(g: &Global, env: &Env) -> anyhow::Result<ExitCode> {
     let config = match load(g, None, env.clone()) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
     let snapshot = config.current();
-    let telemetry = match tamma_runtime::telemetry(&snapshot, &env) {
+    let telemetry = match tamma_runtime::telemetry(&snapshot, env) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("{}", e.summary());

@@ -39,7 +39,7 @@ fn reload_applies_valid_changes_and_keeps_old_on_error() {
     let _guard = c
         .watch("logging", move |ch| {
             s2.lock()
-                .push((ch.changed.clone(), ch.new["level"].clone()))
+                .push((ch.changed.clone(), ch.new["level"].clone()));
         })
         .unwrap();
     let unrelated = Arc::new(AtomicUsize::new(0));

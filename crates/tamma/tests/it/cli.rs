@@ -210,6 +210,6 @@ fn docs_configuration_md_embeds_the_current_reference() {
     let stop = doc.find(end).expect("end marker");
     assert!(
         doc[start..stop] == reference,
-        "docs/configuration.md is out of date: regenerate the reference with `cargo run -p tamma -- config docs`"
+        "docs/configuration.md is out of date: regenerate it with scripts/regen-config-docs.sh"
     );
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the `tamma` binary, run as a real child process.
 
 mod cli;
+mod e2e;
 mod serve;
 
 use std::path::Path;

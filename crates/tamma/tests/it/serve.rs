@@ -17,10 +17,10 @@ fn free_port() -> u16 {
 fn wait_live(url: &str, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = reqwest::blocking::get(url) {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = reqwest::blocking::get(url)
+            && r.status().is_success()
+        {
+            return;
         }
         assert!(
             child.try_wait().unwrap().is_none(),

@@ -1,0 +1,120 @@
+//! Component interaction on a real `tamma serve`: a broken config file on disk turns into an error log
+//! line, a `CONFIG.RELOAD_FAILED` audit event and `/health` warn; fixing it clears them.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The overall status and the `config:reload` check's status. (Other checks — CPU on a busy test
+/// machine — may warn on their own, so the config check is looked at by name.)
+fn health_status(base: &str) -> Option<(String, String)> {
+    let r = reqwest::blocking::get(format!("{base}/health?fresh=true")).ok()?;
+    let doc: serde_json::Value = r.json().ok()?;
+    let overall = doc["status"].as_str()?.to_owned();
+    let config = doc["checks"]["config:reload"][0]["status"]
+        .as_str()?
+        .to_owned();
+    Some((overall, config))
+}
+
+#[test]
+fn broken_config_file_is_logged_audited_and_degrades_health_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("tamma.toml");
+    let good = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[monitoring.healthChecks]\ninterval = 1000\ntimeout = 500\nfreshMinInterval = 0\n"
+    );
+    std::fs::write(&config, &good).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let out = child.stdout.take().unwrap();
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the node", 60, || {
+        reqwest::blocking::get(format!("{base}/health/live")).is_ok_and(|r| r.status().is_success())
+    });
+    wait_until("config pass", 20, || {
+        health_status(&base).is_some_and(|(_, c)| c == "pass")
+    });
+
+    // Break it: an unknown key.
+    std::fs::write(&config, format!("{good}[logging]\nlevl = \"debug\"\n")).unwrap();
+    wait_until("the error line", 20, || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("\"level\":\"error\"") && l.contains("logging.levl: unknown key"))
+    });
+    wait_until("warn", 20, || {
+        health_status(&base).is_some_and(|(o, c)| c == "warn" && o != "pass")
+    });
+    let fetch = |t: &str| -> serde_json::Value {
+        reqwest::blocking::get(format!("{base}/v1/events?type={t}"))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    wait_until("the audit event", 20, || {
+        !fetch("CONFIG.RELOAD_FAILED")["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let events = fetch("CONFIG.RELOAD_FAILED");
+    let failed = events["events"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{events}");
+    assert_eq!(failed[0]["event"]["metadata"]["eventSource"], "system");
+    assert!(
+        failed[0]["event"]["data"]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("logging.levl: unknown key")
+    );
+
+    // Fix it: health passes again and the reload is recorded.
+    std::fs::write(&config, format!("{good}[logging]\nlevel = \"debug\"\n")).unwrap();
+    wait_until("config pass again", 20, || {
+        health_status(&base).is_some_and(|(_, c)| c == "pass")
+    });
+    wait_until("the reload event", 20, || {
+        !fetch("CONFIG.RELOADED")["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let started = fetch("NODE.STARTED");
+    assert_eq!(started["events"].as_array().unwrap().len(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
