@@ -175,3 +175,67 @@ async fn forwarder_resends_the_fixed_batch_and_splits_refused_ones() {
     assert_eq!(status.acked, 10);
     assert_eq!(store.load_cursor(BATCH_CURSOR).await.unwrap(), Some(11));
 }
+
+fn tamma_server(path: &std::path::Path) -> (Arc<dyn EventStore>, axum::Router) {
+    let store: Arc<dyn EventStore> =
+        Arc::new(SqliteStore::open(path, SqliteOptions::default()).unwrap());
+    let router =
+        tamma_server::events_routes(Arc::clone(&store), tamma_server::EventsApiLimits::default());
+    (store, router)
+}
+
+/// The same, against the node's real `/v1/events` router (`tamma-server`) over a SQLite file, stopped
+/// (its store closed) and started again on the same port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarder_delivers_exactly_once_to_tamma_server_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_path = dir.path().join("spool.db");
+    let remote_path = dir.path().join("node.db");
+    let (remote_store, router) = tamma_server(&remote_path);
+    let mut server = crate::support::Server::start(router).await;
+
+    let mut child = worker(&spool_path, &server.url(), 300);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked_by_worker = Vec::new();
+    while acked_by_worker.len() < 120 {
+        let line = lines.next_line().await.unwrap().expect("worker output");
+        acked_by_worker.push(line.parse::<uuid::Uuid>().unwrap());
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    server.stop().await;
+    drop(remote_store);
+
+    let mut child = worker(&spool_path, &server.url(), 0);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (remote_store, router) = tamma_server(&remote_path);
+    server.set_router(router);
+    server.restart().await;
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("forwarded in time")
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("forwarded"));
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    server.stop().await;
+
+    let spool = SqliteStore::open(&spool_path, SqliteOptions::default()).unwrap();
+    let spooled: Vec<_> = all_events(&spool)
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    let stored: Vec<_> = all_events(&*remote_store)
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        stored, spooled,
+        "every spooled event exactly once, in order, unchanged"
+    );
+    let ids: HashSet<_> = stored.iter().map(|e| e.id).collect();
+    assert!(acked_by_worker.iter().all(|id| ids.contains(id)));
+}

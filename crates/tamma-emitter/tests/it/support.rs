@@ -261,6 +261,11 @@ impl Server {
         self.serve(listener);
     }
 
+    /// Serves `router` from the next restart on.
+    pub(crate) fn set_router(&mut self, router: Router) {
+        self.router = router;
+    }
+
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
