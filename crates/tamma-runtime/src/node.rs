@@ -144,6 +144,9 @@ impl Node {
             ..tamma_server::EventsApiLimits::default()
         };
         router = router
+            .merge(tamma_server::breaker_routes(Arc::clone(
+                resilience.breakers(),
+            )))
             .merge(tamma_server::events_routes(Arc::clone(&store), limits))
             .merge(tamma_server::openapi_routes());
         let router = tamma_server::with_middleware(router);

@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+mod breakers;
 mod config;
 mod config_routes;
 mod error;
@@ -32,6 +33,7 @@ mod metrics_routes;
 mod middleware;
 mod serve;
 
+pub use breakers::breaker_routes;
 pub use config::ServerConfig;
 pub use config_routes::{ConfigView, config_routes};
 pub use error::{Error, Result};
