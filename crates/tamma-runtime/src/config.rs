@@ -40,6 +40,8 @@ pub struct TammaConfig {
     pub events: tamma_events::EventsConfig,
     /// Retry, circuit breakers, escalation.
     pub resilience: tamma_resilience::ResilienceConfig,
+    /// The emitter: redaction, pending-work bounds, subscriptions, routes, the worker spool.
+    pub emitter: tamma_emitter::EmitterConfig,
     /// AI providers, kept as opaque tables for the orchestrator and worker.
     pub providers: Vec<Map<String, Value>>,
     /// Code platforms, kept as opaque tables for the orchestrator and worker.
@@ -62,6 +64,7 @@ impl Default for TammaConfig {
             worker: None,
             events: tamma_events::EventsConfig::default(),
             resilience: tamma_resilience::ResilienceConfig::default(),
+            emitter: tamma_emitter::EmitterConfig::default(),
             providers: Vec::new(),
             platforms: Vec::new(),
             console: ConsoleConfig::default(),

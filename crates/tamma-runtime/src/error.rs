@@ -33,6 +33,9 @@ pub enum Error {
     /// The resilience section could not be turned into policies.
     #[error("cannot set up retry and circuit breakers: {0}")]
     Resilience(#[source] Box<tamma_resilience::Error>),
+    /// The emitter could not be built from its section.
+    #[error("cannot set up the emitter: {0}")]
+    Emitter(#[from] tamma_emitter::Error),
     /// A directory or file the node needs.
     #[error("cannot use {path}: {source}")]
     Io {

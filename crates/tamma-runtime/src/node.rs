@@ -11,6 +11,7 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::json;
 use tamma_config::{ConfigCheck, ConfigManager, Env, FileWatcher, ReloadEvent, WatchGuard};
+use tamma_emitter::{AuditNotifier, Emitter, RetentionHandle, RetentionJob};
 use tamma_events::EventStore;
 use tamma_health::{CheckContext, CheckOptions, HealthChecker};
 use tamma_resilience::{MonotonicClock, Resilience};
@@ -53,6 +54,8 @@ pub struct Node {
     store: Arc<dyn EventStore>,
     audit: Audit,
     resilience: Arc<Resilience>,
+    emitter: Emitter,
+    retention: RetentionHandle,
     _watchers: Vec<WatchGuard>,
     _file_watcher: Option<FileWatcher>,
 }
@@ -106,6 +109,18 @@ impl Node {
         let breakers: Arc<dyn tamma_core::Check> =
             Arc::clone(resilience.breakers()) as Arc<dyn tamma_core::Check>;
         checker.add_check(breakers, CheckOptions::new().critical(false))?;
+        let emitter = Emitter::builder(Arc::clone(&store), cfg.emitter.clone())
+            .events(&cfg.events)
+            .resilience(&resilience)
+            .build()?;
+        resilience
+            .escalator()
+            .add_notifier(Arc::new(AuditNotifier::new(emitter.clone())));
+        checker.add_check(
+            Arc::new(emitter.health_check()),
+            CheckOptions::new().critical(false),
+        )?;
+        let retention = RetentionJob::new(Arc::clone(&store), &cfg.events, &cfg.emitter).spawn();
         if let Some(t) = &telemetry {
             for c in t.checks() {
                 checker.add_check(c, CheckOptions::new().critical(false))?;
@@ -218,6 +233,8 @@ impl Node {
             store,
             audit,
             resilience,
+            emitter,
+            retention,
             _watchers: watchers,
             _file_watcher: file_watcher,
         })
@@ -241,6 +258,12 @@ impl Node {
         &self.resilience
     }
 
+    /// The emitter over the node's store.
+    #[must_use]
+    pub fn emitter(&self) -> &Emitter {
+        &self.emitter
+    }
+
     /// The event store.
     #[must_use]
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -261,11 +284,19 @@ impl Node {
             router,
             checker,
             audit,
+            emitter,
+            retention,
             ..
         } = self;
         tamma_server::serve(listener, router, shutdown).await?;
         checker.stop_monitoring();
+        retention.stop().await;
         audit.record(types::NODE_STOPPED, "node", json!({})).await;
+        let deadline = config.current().server.shutdown_timeout.as_duration();
+        let report = emitter.dispose(deadline).await;
+        if !report.is_complete() {
+            tracing::error!(report = ?report, "events not flushed at shutdown");
+        }
         tracing::info!(generation = config.current().generation(), "node stopped");
         Ok(())
     }

@@ -118,3 +118,82 @@ fn broken_config_file_is_logged_audited_and_degrades_health_until_fixed() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_breaker_forced_open_escalates_into_the_audit_trail_and_degrades_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("tamma.toml"),
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[monitoring.healthChecks]\ninterval = 1000\ntimeout = 500\nfreshMinInterval = 0\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the node", 60, || {
+        reqwest::blocking::get(format!("{base}/health/live")).is_ok_and(|r| r.status().is_success())
+    });
+    let breakers_status = || -> Option<String> {
+        let doc: serde_json::Value = reqwest::blocking::get(format!("{base}/health?fresh=true"))
+            .ok()?
+            .json()
+            .ok()?;
+        doc["checks"]["resilience:breakers"][0]["status"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    wait_until("breakers pass", 20, || {
+        breakers_status().as_deref() == Some("pass")
+    });
+
+    let client = reqwest::blocking::Client::new();
+    let snap: serde_json::Value = client
+        .post(format!("{base}/v1/breakers/events.forward/isolate"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(snap["state"], "isolated", "{snap}");
+    wait_until("breakers warn", 20, || {
+        breakers_status().as_deref() == Some("warn")
+    });
+    let ready = reqwest::blocking::get(format!("{base}/health/ready?verbose")).unwrap();
+    let text = ready.text().unwrap();
+    assert!(text.contains("resilience:breakers"), "{text}");
+
+    let fetch = |t: &str| -> serde_json::Value {
+        reqwest::blocking::get(format!("{base}/v1/events?type={t}"))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    wait_until("the escalation event", 20, || {
+        !fetch("ESCALATION.RAISED")["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let esc = &fetch("ESCALATION.RAISED")["events"][0]["event"];
+    assert_eq!(esc["metadata"]["eventSource"], "system");
+    assert!(esc.to_string().contains("events.forward"), "{esc}");
+
+    let snap: serde_json::Value = client
+        .post(format!("{base}/v1/breakers/events.forward/reset"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(snap["state"], "closed");
+    wait_until("breakers pass again", 20, || {
+        breakers_status().as_deref() == Some("pass")
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
