@@ -257,6 +257,16 @@ impl SchemaIndex {
         if depth > MAX_DEPTH {
             return;
         }
+        if self.is_secret(s) {
+            // Never echo a secret's value in a problem, whatever is wrong with it.
+            if !value.is_string() {
+                out.push(Problem::new(
+                    path,
+                    "expected a string (the secret's value is not shown)",
+                ));
+            }
+            return;
+        }
         let s = self.resolve(s);
         if s == &Value::Bool(true) || s.as_object().is_some_and(Map::is_empty) {
             return;

@@ -125,3 +125,18 @@ fn custom_validators_run() {
         "{e}"
     );
 }
+
+#[test]
+fn a_badly_typed_secret_is_reported_without_its_value() {
+    let f = toml("[auth]\njwtSecret = 98765432123\n");
+    let e = ConfigManager::<Root>::builder()
+        .file(Some(f.path().to_owned()))
+        .build()
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("auth.jwtSecret: expected a string (the secret's value is not shown)"),
+        "{text}"
+    );
+    assert!(!text.contains("98765432123"), "{text}");
+}

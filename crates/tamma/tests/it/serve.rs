@@ -36,9 +36,19 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "serve"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-level",
+            "trace",
+            "serve",
+        ])
         .current_dir(dir.path())
         .env_clear()
+        .env(
+            "TAMMA_SECURITY__AUTHENTICATION__JWT__SECRET",
+            "jwt-secret-never-logged-0123456789",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -78,6 +88,10 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "{status:?} {out}");
     assert!(out.contains("\"message\":\"node started\""), "{out}");
     assert!(out.contains("SIGTERM received"), "{out}");
+    assert!(
+        !out.contains("jwt-secret-never-logged"),
+        "a secret reached the log: {out}"
+    );
 }
 
 /// Sends SIGTERM with the `kill` command (no unsafe code in tests either).
