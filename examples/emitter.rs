@@ -14,8 +14,10 @@ use tamma_events_sqlite::{SqliteOptions, SqliteStore};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("tamma-emitter-example-{}", std::process::id()));
-    let store: Arc<dyn EventStore> =
-        Arc::new(SqliteStore::open(dir.join("events.db"), SqliteOptions::default())?);
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(
+        dir.join("events.db"),
+        SqliteOptions::default(),
+    )?);
 
     // Passwords and card numbers never reach the store or the logs.
     let mut config = EmitterConfig::default();
@@ -56,12 +58,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..3 {
         emitter.emit_nowait(Event::new("ORDER.LINE_ADDED").data(serde_json::json!({"line": i})))?;
     }
-    emitter.emit(system_event("NODE.STARTED", "example")).await?;
+    emitter
+        .emit(system_event("NODE.STARTED", "example"))
+        .await?;
     emitter.flush().await;
 
     for _ in 0..4 {
         let e = rx.recv().await.expect("subscriber");
-        println!("subscriber got #{} {} {}", e.position, e.event.event_type, e.event.data);
+        println!(
+            "subscriber got #{} {} {}",
+            e.position, e.event.event_type, e.event.data
+        );
     }
 
     let report = emitter.dispose(Duration::from_secs(5)).await;

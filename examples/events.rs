@@ -18,31 +18,63 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wf = Query::item(QueryItem::tags(["workflow:wf-1"]));
     let mut live = store.subscribe(wf.clone(), 0);
 
-    store.append(vec![Event::new("WORKFLOW.STARTED").tag("workflow:wf-1")], None).await?;
+    store
+        .append(
+            vec![Event::new("WORKFLOW.STARTED").tag("workflow:wf-1")],
+            None,
+        )
+        .await?;
 
     // Decide on what we read: claim task t-1 only if nobody claimed it since.
     let claims = Query::item(QueryItem::types(["TASK.CLAIMED"]).with_tag("task:t-1"));
-    let seen = store.read(claims.clone(), ReadOptions::backwards().limit(1)).try_collect::<Vec<_>>().await?;
+    let seen = store
+        .read(claims.clone(), ReadOptions::backwards().limit(1))
+        .try_collect::<Vec<_>>()
+        .await?;
     let after = seen.first().map_or(0, |e| e.position);
-    let claim = Event::new("TASK.CLAIMED").tag("task:t-1").tag("workflow:wf-1").data(serde_json::json!({"by": "w-1"}));
-    let r = store.append(vec![claim.clone()], Some(AppendCondition::new(claims.clone()).after(after))).await?;
+    let claim = Event::new("TASK.CLAIMED")
+        .tag("task:t-1")
+        .tag("workflow:wf-1")
+        .data(serde_json::json!({"by": "w-1"}));
+    let r = store
+        .append(
+            vec![claim.clone()],
+            Some(AppendCondition::new(claims.clone()).after(after)),
+        )
+        .await?;
     println!("claimed at position {}", r.last_position());
 
     // A second claimer that read the same state loses…
-    let rival = Event::new("TASK.CLAIMED").tag("task:t-1").tag("workflow:wf-1");
-    match store.append(vec![rival], Some(AppendCondition::new(claims).after(after))).await {
-        Err(Error::AppendConditionFailed { position }) => println!("rival lost: position {position} matched"),
+    let rival = Event::new("TASK.CLAIMED")
+        .tag("task:t-1")
+        .tag("workflow:wf-1");
+    match store
+        .append(vec![rival], Some(AppendCondition::new(claims).after(after)))
+        .await
+    {
+        Err(Error::AppendConditionFailed { position }) => {
+            println!("rival lost: position {position} matched")
+        }
         other => println!("unexpected: {other:?}"),
     }
     // …while a retry of the first claim (same id) is answered with its original position.
     let retry = store.append(vec![claim], None).await?;
-    println!("retry: positions {:?}, duplicate {}", retry.positions, retry.duplicate);
+    println!(
+        "retry: positions {:?}, duplicate {}",
+        retry.positions, retry.duplicate
+    );
 
-    for e in store.read(wf, ReadOptions::forwards()).try_collect::<Vec<_>>().await? {
+    for e in store
+        .read(wf, ReadOptions::forwards())
+        .try_collect::<Vec<_>>()
+        .await?
+    {
         println!("read {} {}", e.position, e.event.event_type);
     }
     for _ in 0..2 {
-        let e = tokio::time::timeout(Duration::from_secs(5), live.next()).await?.ok_or("subscription ended")??;
+        let e = tokio::time::timeout(Duration::from_secs(5), live.next())
+            .await?
+            .ok_or("subscription ended")??;
         println!("live {} {}", e.position, e.event.event_type);
     }
     drop(live);

@@ -7,7 +7,12 @@
 //! (`synchronous=FULL`), and prints events/s, p50/p99 latency per call, CPU seconds per 1,000 events and,
 //! for writes, events per commit (each commit is one WAL sync). Events look like real ones: a UUIDv7 id,
 //! 2 tags, about 200 bytes of JSON data and 3 metadata keys.
-#![allow(clippy::print_stdout, clippy::cast_precision_loss, clippy::cast_possible_truncation, missing_docs)]
+#![allow(
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    missing_docs
+)]
 
 use std::collections::HashSet;
 use std::io::{Seek, SeekFrom, Write};
