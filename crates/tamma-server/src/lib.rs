@@ -3,6 +3,7 @@
 //! It owns the routes and the production middleware; the runtime assembles them:
 //!
 //! - [`health_routes`]: `GET /health` (`application/health+json`), `/health/live`, `/health/ready`;
+//! - [`metrics_routes`]: `GET /metrics`, the exposition rendered at most once per second;
 //! - [`config_routes`]: `GET /v1/config`, the effective config with secrets redacted and each value's
 //!   source;
 //! - [`with_middleware`]: request ids (`x-request-id`), HTTP metrics by route and status, a tracing span
@@ -38,7 +39,9 @@ pub use config::ServerConfig;
 pub use config_routes::{ConfigView, config_routes};
 pub use error::{Error, Result};
 pub use events::{EventsApiLimits, events_routes, openapi_document, openapi_routes};
-pub use health::{REFRESH_HEADER, health_routes};
-pub use metrics_routes::{MetricsRender, metrics_routes};
+pub use health::{HEALTH_BODY_MAX_AGE, REFRESH_HEADER, health_routes, health_routes_with_max_age};
+pub use metrics_routes::{
+    METRICS_MAX_AGE, MetricsRender, metrics_routes, metrics_routes_with_max_age,
+};
 pub use middleware::{REQUEST_ID, with_middleware};
 pub use serve::{bind, serve, shutdown_signal};

@@ -28,6 +28,15 @@ pub enum Error {
     /// A global subscriber or metrics recorder is already installed.
     #[error("a global {0} is already installed")]
     AlreadyInstalled(&'static str),
+    /// A background thread could not be started.
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        /// The thread's name.
+        name: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A reload of the filter failed (the subscriber is gone).
     #[error("cannot change the log filter: {0}")]
     Reload(String),

@@ -26,7 +26,9 @@
 //! - **Traces**: OTLP/HTTP (protobuf) export with a parent-based ratio sampler, honouring the
 //!   standard `OTEL_*` variables passed in by the config layer.
 //! - **Metrics**: [`MetricsRecorder`], the recorder behind the `metrics` facade, with the configured
-//!   labels on every series and Prometheus text / JSON renderers for `/metrics`.
+//!   labels on every series and Prometheus text / JSON renderers for `/metrics`;
+//!   [`ProcessMetrics`] samples `/proc/self` (CPU, RSS, open fds, uptime) into the
+//!   `tamma_process_*` series on an interval and right before a render.
 //!
 //! # Example
 //!
@@ -71,6 +73,7 @@ mod layer;
 mod metrics;
 mod otel;
 mod output;
+mod process;
 mod redact;
 mod sinks;
 mod telemetry;
@@ -85,4 +88,5 @@ pub use error::{Error, Result};
 pub use format::ServiceInfo;
 pub use metrics::{COUNT_BUCKETS, MetricsRecorder, SECONDS_BUCKETS};
 pub use output::{OutputCheck, OutputHealth};
+pub use process::{ProcessMetrics, ProcessMetricsTask, ProcessSample, spawn_process_metrics};
 pub use telemetry::{Applied, ShutdownReport, Telemetry, TelemetryBuilder, TelemetryHandle};

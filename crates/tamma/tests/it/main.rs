@@ -2,6 +2,7 @@
 
 mod cli;
 mod e2e;
+mod metrics;
 mod serve;
 
 use std::path::Path;
