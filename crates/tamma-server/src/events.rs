@@ -477,8 +477,12 @@ fn subscription(uri: &Uri, headers: &HeaderMap) -> Result<(Query, u64), ApiError
             other => return Err(unknown_parameter(other, SUBSCRIBE_PARAMS)),
         }
     }
-    // A reconnecting client repeats its original URL: the header is the later truth.
-    if let Some(v) = headers.get(LAST_EVENT_ID) {
+    // A reconnecting client repeats its original URL: the header is the later truth. An empty one is
+    // "no event received yet".
+    if let Some(v) = headers
+        .get(LAST_EVENT_ID)
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+    {
         let v = v.to_str().map_err(|_| {
             ApiError::bad_request(
                 "invalid_parameter",
@@ -604,6 +608,8 @@ mod tests {
         let (q, after) = subscription(&uri, &h).unwrap();
         assert_eq!(after, 9);
         assert_eq!(q, Query::item(QueryItem::types(["A"])));
+        h.insert(LAST_EVENT_ID, HeaderValue::from_static(" "));
+        assert_eq!(subscription(&uri, &h).unwrap().1, 3);
         h.insert(LAST_EVENT_ID, HeaderValue::from_static("x"));
         assert_eq!(
             subscription(&uri, &h).unwrap_err().path.as_deref(),
