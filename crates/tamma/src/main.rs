@@ -5,6 +5,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A CLI prints.
 
+mod events_cli;
+
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +59,8 @@ enum Command {
     Config(ConfigCommand),
     /// Probe a running node's health (exit 0 healthy, 1 not): for container HEALTHCHECK.
     Health(HealthArgs),
+    /// Append, read, get, tail and export a running node's events.
+    Events(events_cli::EventsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -231,6 +235,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Health(args) => health(&cli.global, env, &args),
+        Command::Events(args) => {
+            let base = match args.url {
+                Some(u) => u,
+                None => match load(&cli.global, None, env) {
+                    Ok(c) => format!("http://{}", c.current().server.listen),
+                    Err(code) => return Ok(code),
+                },
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(events_cli::run(args.command, base))
+        }
     }
 }
 

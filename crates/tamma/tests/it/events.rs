@@ -1,0 +1,459 @@
+//! `tamma events …` as a real process against a real node: the events API served on an ephemeral port
+//! (in this test process) over the in-memory or the SQLite store.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use tamma_events::{
+    AppendCondition, AppendResult, Event, EventStore, EventStream, MemoryStore, Query, ReadOptions,
+    SequencedEvent, StoreHealth,
+};
+use tamma_events_sqlite::{SqliteOptions, SqliteStore};
+use tamma_server::{EventsApiLimits, events_routes};
+
+use crate::text;
+
+/// A node serving the events API on 127.0.0.1; stops when dropped.
+struct Node {
+    base: String,
+    store: Arc<dyn EventStore>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Node {
+    fn start(store: Arc<dyn EventStore>) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let router = events_routes(Arc::clone(&store), EventsApiLimits::default());
+        let base = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+            format!("http://{addr}")
+        });
+        Self { base, store, rt }
+    }
+
+    fn append(&self, events: Vec<Event>) -> AppendResult {
+        self.rt.block_on(self.store.append(events, None)).unwrap()
+    }
+
+    /// Runs `tamma events --url <node> args…` with `stdin` as its input.
+    fn events(&self, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tamma"));
+        cmd.arg("events")
+            .args(["--url", &self.base])
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the tamma binary runs");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn ok_json(o: &Output) -> Value {
+    let (out, err) = text(o);
+    assert!(
+        o.status.success(),
+        "{:?}\nstdout: {out}\nstderr: {err}",
+        o.status
+    );
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn lines_json(o: &Output) -> Vec<Value> {
+    let (out, err) = text(o);
+    assert!(
+        o.status.success(),
+        "{:?}\nstdout: {out}\nstderr: {err}",
+        o.status
+    );
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn positions(events: &Value) -> Vec<u64> {
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect()
+}
+
+fn append_read_get(node: &Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // From flags.
+    let a = ok_json(&node.events(
+        d,
+        &[
+            "append",
+            "--type",
+            "TASK.STARTED",
+            "--tag",
+            "workflow:wf-1",
+            "--data",
+            r#"{"attempt": 1}"#,
+        ],
+        None,
+    ));
+    assert_eq!(
+        a,
+        json!({"positions": [1], "lastPosition": 1, "duplicate": false})
+    );
+    // From a file, one event per line.
+    let file = d.join("events.ndjson");
+    std::fs::write(
+        &file,
+        "{\"type\": \"TASK.COMPLETED\", \"tags\": [\"workflow:wf-1\"]}\n{\"type\": \"USER.LOGIN\", \"tags\": {\"user\": \"ann\"}}\n",
+    )
+    .unwrap();
+    let a = ok_json(&node.events(d, &["append", "--file", file.to_str().unwrap()], None));
+    assert_eq!(a["positions"], json!([2, 3]));
+    // From stdin, with a condition that holds, then one that fails.
+    let id = "0192f0c4-6a8e-7cc0-8000-00000000abcd";
+    let conditional = json!({
+        "events": [{"id": id, "type": "WORKFLOW.CLOSED", "tags": ["workflow:wf-1"]}],
+        "condition": {"failIfEventsMatch": {"items": [{"tags": ["workflow:wf-1"]}]}, "after": 2}
+    })
+    .to_string();
+    let a = ok_json(&node.events(d, &["append"], Some(&conditional)));
+    assert_eq!(a["positions"], json!([4]));
+    // The same id again: an idempotent retry.
+    let a = ok_json(&node.events(d, &["append", "-f", "-"], Some(&conditional)));
+    assert_eq!(a["duplicate"], json!(true));
+    let conflict = json!({
+        "events": [{"type": "WORKFLOW.CLOSED", "tags": ["workflow:wf-1"]}],
+        "condition": {"failIfEventsMatch": {"items": [{"tags": ["workflow:wf-1"]}]}, "after": 2}
+    })
+    .to_string();
+    let o = node.events(d, &["append"], Some(&conflict));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("HTTP 409 append_condition_failed"),
+        "{}",
+        text(&o).1
+    );
+    // Refused input names the field; bad local input exits 2.
+    let o = node.events(d, &["append", "--type", ""], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("invalid_event") && text(&o).1.contains("(at events[0].type)"),
+        "{}",
+        text(&o).1
+    );
+    let o = node.events(d, &["append", "--type", "A", "--data", "{nope"], None);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
+    let o = node.events(d, &["append"], Some("not json"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
+    let o = node.events(d, &["append", "--file", "/nonexistent/events.json"], None);
+    assert_eq!(o.status.code(), Some(2));
+
+    // read: the seed's filter, and by position.
+    let r = ok_json(&node.events(d, &["read", "--tag", "workflow:wf-1"], None));
+    assert_eq!(
+        (positions(&r["events"]), r["head"].as_u64()),
+        (vec![1, 2, 4], Some(4))
+    );
+    let r = ok_json(&node.events(
+        d,
+        &[
+            "read",
+            "--type-pattern",
+            "TASK.*",
+            "--limit",
+            "1",
+            "--offset",
+            "1",
+        ],
+        None,
+    ));
+    assert_eq!(positions(&r["events"]), vec![2]);
+    let r = ok_json(&node.events(
+        d,
+        &["read", "--from", "3", "--backwards", "--limit", "2"],
+        None,
+    ));
+    assert_eq!(positions(&r["events"]), vec![3, 2]);
+    let r = ok_json(&node.events(d, &["read", "--type", "USER.LOGIN", "--from", "1"], None));
+    assert_eq!(r["events"][0]["event"]["tags"], json!(["user:ann"]));
+    let o = node.events(d, &["read", "--start", "yesterday"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("(at start)"), "{}", text(&o).1);
+
+    // get
+    let g = ok_json(&node.events(d, &["get", id], None));
+    assert_eq!(
+        (g["position"].as_u64(), g["event"]["type"].as_str()),
+        (Some(4), Some("WORKFLOW.CLOSED"))
+    );
+    let o = node.events(d, &["get", "0192f0c4-6a8e-7cc0-8000-00000000ffff"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("HTTP 404 not_found"), "{}", text(&o).1);
+    let o = node.events(d, &["get", "../health"], None);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn append_read_and_get_against_a_memory_node() {
+    append_read_get(&Node::start(Arc::new(MemoryStore::new())));
+}
+
+#[test]
+fn append_read_and_get_against_a_sqlite_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("events.db"), SqliteOptions::default()).unwrap();
+    append_read_get(&Node::start(Arc::new(store)));
+}
+
+#[test]
+fn an_unreachable_node_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let o = crate::tamma(
+        dir.path(),
+        &[
+            "events",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "read",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("cannot reach"), "{}", text(&o).1);
+}
+
+#[test]
+fn export_streams_every_event_page_by_page_in_each_format() {
+    let node = Node::start(Arc::new(MemoryStore::new()));
+    let t0: chrono::DateTime<chrono::Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    for batch in 0..5 {
+        let events = (0..500)
+            .map(|i| {
+                let n = batch * 500 + i;
+                let ty = if n % 2 == 0 {
+                    "TASK.STARTED"
+                } else {
+                    "USER.LOGIN"
+                };
+                Event::new(ty)
+                    .tag(format!("n:{n}"))
+                    .timestamp(t0 + chrono::Duration::seconds(n))
+                    .data(json!({"n": n, "text": "a, \"quoted\"\nline"}))
+            })
+            .collect();
+        node.append(events);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("all.json");
+    let o = node.events(
+        d,
+        &["export", "--page", "300", "--out", out.to_str().unwrap()],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("exported 2500 events"),
+        "{}",
+        text(&o).1
+    );
+    let all: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(positions(&all), (1..=2500).collect::<Vec<u64>>());
+    let stored: SequencedEvent = serde_json::from_value(all[7].clone()).unwrap();
+    assert_eq!(stored.event.data["n"], 7);
+
+    // NDJSON to stdout, by DCB query.
+    let o = node.events(
+        d,
+        &[
+            "export",
+            "--format",
+            "ndjson",
+            "--query",
+            r#"{"items": [{"types": ["USER.LOGIN"]}]}"#,
+        ],
+        None,
+    );
+    let lines = lines_json(&o);
+    assert_eq!(lines.len(), 1250);
+    assert!(lines.iter().all(|e| e["event"]["type"] == "USER.LOGIN"));
+
+    // CSV with client-side pattern and time filters.
+    let o = node.events(
+        d,
+        &[
+            "export",
+            "--format",
+            "csv",
+            "--type-pattern",
+            "TASK.*",
+            "--start",
+            "2026-01-01T00:00:10Z",
+            "--end",
+            "2026-01-01T00:00:19Z",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
+    let mut reader = csv::Reader::from_reader(o.stdout.as_slice());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "position",
+            "id",
+            "type",
+            "timestamp",
+            "recordedAt",
+            "tags",
+            "metadata",
+            "data"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let got: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(got, ["11", "13", "15", "17", "19"]);
+    let data: Value = serde_json::from_str(&rows[0][7]).unwrap();
+    assert_eq!(data, json!({"n": 10, "text": "a, \"quoted\"\nline"}));
+    assert_eq!(&rows[0][5], r#"["n:10"]"#);
+
+    // An empty selection is an empty, valid document.
+    let o = node.events(d, &["export", "--type", "NOTHING"], None);
+    assert_eq!(ok_json(&o), json!([]));
+    let o = node.events(d, &["export", "--query", "{nope"], None);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// A store whose subscriptions end with "lagged" after two events, as a slow subscriber's would: the
+/// node sends an `event: error` message and closes the stream, and the client must resume.
+struct Laggy(MemoryStore);
+
+impl EventStore for Laggy {
+    fn append(
+        &self,
+        events: Vec<Event>,
+        condition: Option<AppendCondition>,
+    ) -> futures::future::BoxFuture<'_, tamma_events::Result<AppendResult>> {
+        self.0.append(events, condition)
+    }
+    fn read(&self, query: Query, options: ReadOptions) -> EventStream {
+        self.0.read(query, options)
+    }
+    fn get(
+        &self,
+        id: uuid::Uuid,
+    ) -> futures::future::BoxFuture<'_, tamma_events::Result<Option<SequencedEvent>>> {
+        self.0.get(id)
+    }
+    fn head(&self) -> futures::future::BoxFuture<'_, tamma_events::Result<u64>> {
+        self.0.head()
+    }
+    fn subscribe(&self, query: Query, after: u64) -> EventStream {
+        let lagged = futures::stream::once(async move {
+            Err(tamma_events::Error::SubscriptionLagged {
+                last_position: after + 2,
+            })
+        });
+        Box::pin(self.0.subscribe(query, after).take(2).chain(lagged))
+    }
+    fn delete_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> futures::future::BoxFuture<'_, tamma_events::Result<u64>> {
+        self.0.delete_before(cutoff)
+    }
+    fn health(&self) -> futures::future::BoxFuture<'_, tamma_events::Result<StoreHealth>> {
+        self.0.health()
+    }
+}
+
+#[test]
+fn tail_follows_live_appends_and_resumes_after_the_stream_ends() {
+    let node = Node::start(Arc::new(Laggy(MemoryStore::new())));
+    node.append(vec![Event::new("PRE"), Event::new("PRE")]);
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args([
+            "events", "--url", &node.base, "tail", "--after", "0", "--count", "12",
+        ])
+        .current_dir(dir.path())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Writers append while the tail follows; every stream ends after two events.
+    for i in 0..10 {
+        node.append(vec![Event::new("LIVE").data(json!(i))]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let events = lines_json(&o);
+    let got: Vec<u64> = events
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, (1..=12).collect::<Vec<u64>>(), "{}", text(&o).1);
+    assert!(
+        text(&o).1.contains("resuming after position"),
+        "{}",
+        text(&o).1
+    );
+}
+
+#[test]
+fn a_terminal_gets_tables() {
+    let node = Node::start(Arc::new(MemoryStore::new()));
+    node.append(vec![Event::new("TASK.STARTED").tag("workflow:wf-1")]);
+    let dir = tempfile::tempdir().unwrap();
+    // `script` runs the command on a pseudo-terminal, as a person at a shell would.
+    let cmd = format!(
+        "{} events --url {} read",
+        env!("CARGO_BIN_EXE_tamma"),
+        node.base
+    );
+    let o = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains("POSITION") && out.contains("TASK.STARTED") && out.contains("workflow:wf-1"),
+        "{out}"
+    );
+    assert!(out.contains("(1 events; head 1)"), "{out}");
+}
