@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
     {
         Err(Error::AppendConditionFailed { position }) => {
-            println!("rival lost: position {position} matched")
+            println!("rival lost: position {position} matched");
         }
         other => println!("unexpected: {other:?}"),
     }
