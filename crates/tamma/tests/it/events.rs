@@ -457,3 +457,56 @@ fn a_terminal_gets_tables() {
     );
     assert!(out.contains("(1 events; head 1)"), "{out}");
 }
+
+#[test]
+fn against_a_real_tamma_serve_with_the_url_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args(["--listen", &listen, "serve"])
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while reqwest::blocking::get(format!("http://{listen}/health/live"))
+        .map_or(true, |r| !r.status().is_success())
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "tamma serve exited early"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tamma serve did not answer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // No --url: the CLI finds the node at http://<server.listen>.
+    let run = |args: &[&str]| {
+        let mut all = vec!["--listen", listen.as_str(), "events"];
+        all.extend_from_slice(args);
+        crate::tamma(dir.path(), &all, &[])
+    };
+    let a = ok_json(&run(&[
+        "append",
+        "--type",
+        "CLI.CHECKED",
+        "--tag",
+        "cli:e2e",
+    ]));
+    let position = a["lastPosition"].as_u64().unwrap();
+    let r = ok_json(&run(&["read", "--tag", "cli:e2e"]));
+    assert_eq!(positions(&r["events"]), vec![position]);
+    let o = run(&["export", "--format", "ndjson", "--type", "CLI.CHECKED"]);
+    assert_eq!(lines_json(&o).len(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
