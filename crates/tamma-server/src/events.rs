@@ -104,11 +104,64 @@ struct Api {
     store: Arc<dyn EventStore>,
     limits: Arc<EventsApiLimits>,
     appends: Option<Arc<Semaphore>>,
+    streams: StreamsShutdown,
+}
+
+/// Ends the open subscription streams (`/v1/events/subscribe`) of the routes it was given to.
+///
+/// A graceful shutdown waits for every in-flight response, and a subscription never ends by itself:
+/// trigger this when shutdown begins, or the node waits for its last subscriber to leave. Clients
+/// resume elsewhere (or after the restart) with `Last-Event-ID`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tamma_events::MemoryStore;
+/// use tamma_server::{EventsApiLimits, StreamsShutdown, events_routes_with_shutdown};
+///
+/// let streams = StreamsShutdown::new();
+/// let router = events_routes_with_shutdown(
+///     Arc::new(MemoryStore::new()),
+///     EventsApiLimits::default(),
+///     streams.clone(),
+/// );
+/// // In the server's shutdown future: `signal.await; streams.trigger();`
+/// streams.trigger();
+/// assert!(streams.is_triggered());
+/// # let _ = router;
+/// ```
+#[derive(Clone, Debug)]
+pub struct StreamsShutdown(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for StreamsShutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamsShutdown {
+    /// A trigger not yet pulled.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+
+    /// Ends every open subscription stream now, and every one opened later at once.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether [`trigger`](Self::trigger) was called.
+    #[must_use]
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
 }
 
 /// The events routes (`/v1/events…`) over `store`, as `DCB.md`'s wire contract says.
 ///
-/// Merge them into the node's router; `/v1/openapi.json` is served by [`openapi_routes`].
+/// Merge them into the node's router; `/v1/openapi.json` is served by [`openapi_routes`]. Subscription
+/// streams end only when their client leaves: a node that shuts down gracefully should use
+/// [`events_routes_with_shutdown`].
 ///
 /// ```
 /// use std::sync::Arc;
@@ -120,6 +173,15 @@ struct Api {
 /// # let _ = router;
 /// ```
 pub fn events_routes(store: Arc<dyn EventStore>, limits: EventsApiLimits) -> Router {
+    events_routes_with_shutdown(store, limits, StreamsShutdown::new())
+}
+
+/// [`events_routes`] whose subscription streams end when `streams` is triggered.
+pub fn events_routes_with_shutdown(
+    store: Arc<dyn EventStore>,
+    limits: EventsApiLimits,
+    streams: StreamsShutdown,
+) -> Router {
     let appends = (limits.max_concurrent_appends > 0).then(|| {
         Arc::new(Semaphore::new(
             limits.max_concurrent_appends.min(Semaphore::MAX_PERMITS),
@@ -131,6 +193,7 @@ pub fn events_routes(store: Arc<dyn EventStore>, limits: EventsApiLimits) -> Rou
         store,
         limits: Arc::new(limits),
         appends,
+        streams,
     };
     Router::new()
         .route("/v1/events", post(append).get(list))
@@ -529,23 +592,32 @@ async fn subscribe(
     api.store.head().await.map_err(|e| store_error(&api, &e))?;
     let retry_after = api.limits.retry_after;
     let events = api.store.subscribe(query, after);
-    let stream = futures::stream::unfold(Some(events), move |state| async move {
-        let mut events = state?;
-        let message = match events.next().await? {
-            Ok(e) => {
-                // Serializing a stored event into memory cannot fail (string keys, plain values).
-                let data = serde_json::to_string(&e).unwrap_or_default();
-                (
-                    SseEvent::default().id(e.position.to_string()).data(data),
-                    Some(events),
-                )
-            }
-            Err(e) => {
-                let err = ApiError::from_store(&e, retry_after);
-                (SseEvent::default().event("error").data(err.to_json()), None)
-            }
-        };
-        Some((Ok::<_, std::convert::Infallible>(message.0), message.1))
+    let stop = api.streams.0.subscribe();
+    let stream = futures::stream::unfold(Some(events), move |state| {
+        let mut stop = stop.clone();
+        async move {
+            let mut events = state?;
+            let next = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopped| *stopped) => None,
+                next = events.next() => next,
+            };
+            let message = match next? {
+                Ok(e) => {
+                    // Serializing a stored event into memory cannot fail (string keys, plain values).
+                    let data = serde_json::to_string(&e).unwrap_or_default();
+                    (
+                        SseEvent::default().id(e.position.to_string()).data(data),
+                        Some(events),
+                    )
+                }
+                Err(e) => {
+                    let err = ApiError::from_store(&e, retry_after);
+                    (SseEvent::default().event("error").data(err.to_json()), None)
+                }
+            };
+            Some((Ok::<_, std::convert::Infallible>(message.0), message.1))
+        }
     });
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(api.limits.keep_alive))

@@ -38,7 +38,10 @@ pub use breakers::breaker_routes;
 pub use config::ServerConfig;
 pub use config_routes::{ConfigView, config_routes};
 pub use error::{Error, Result};
-pub use events::{EventsApiLimits, events_routes, openapi_document, openapi_routes};
+pub use events::{
+    EventsApiLimits, StreamsShutdown, events_routes, events_routes_with_shutdown, openapi_document,
+    openapi_routes,
+};
 pub use health::{HEALTH_BODY_MAX_AGE, REFRESH_HEADER, health_routes, health_routes_with_max_age};
 pub use metrics_routes::{
     METRICS_MAX_AGE, MetricsRender, metrics_routes, metrics_routes_with_max_age,

@@ -18,8 +18,8 @@ use tamma_events::{
 use tamma_events_sqlite::{SqliteOptions, SqliteStore};
 use tamma_health::{HealthChecker, HealthChecksConfig};
 use tamma_server::{
-    EventsApiLimits, config_routes, events_routes, health_routes, metrics_routes, openapi_document,
-    openapi_routes,
+    EventsApiLimits, StreamsShutdown, config_routes, events_routes, events_routes_with_shutdown,
+    health_routes, metrics_routes, openapi_document, openapi_routes,
 };
 use tokio::sync::Notify;
 
@@ -1066,4 +1066,51 @@ fn fuzzing_every_documented_route_never_yields_a_5xx() {
             conforms(&doc, method, template, &a);
         }
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_ends_open_subscription_streams() {
+    let streams = StreamsShutdown::new();
+    let router = events_routes_with_shutdown(memory(), EventsApiLimits::default(), streams.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let trigger = streams.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+                trigger.trigger();
+            })
+            .await
+            .unwrap();
+    });
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{base}/v1/events"))
+        .json(&json!({"events": [{"type": "A"}]}))
+        .send()
+        .await
+        .unwrap();
+    let mut resp = client
+        .get(format!("{base}/v1/events/subscribe"))
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    assert_eq!(
+        next_messages(&mut resp, &mut buf, 1).await[0].id.as_deref(),
+        Some("1")
+    );
+    stop_tx.send(()).unwrap();
+    // The server stops although the subscriber never leaves, and the stream ends cleanly.
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops while a subscriber is connected")
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+        .await
+        .unwrap();
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    assert!(streams.is_triggered());
 }
