@@ -47,13 +47,18 @@ impl<T: ConfigRoot> ConfigManager<T> {
             path: path.clone(),
             reason,
         };
+        let file = path.clone();
+        // One save can raise several events (write, close, rename): reload once per distinct content.
+        let mut last_seen = content_hash(&file);
         let mut debouncer = new_debouncer(debounce, None, move |result: DebounceEventResult| {
             let Ok(events) = result else { return };
             let relevant = events.iter().flat_map(|e| e.paths.iter()).any(|p| {
                 p.file_name()
                     .is_some_and(|f| f == name || f.to_string_lossy().starts_with(".."))
             });
-            if relevant {
+            let now = content_hash(&file);
+            if relevant && now != last_seen {
+                last_seen = now;
                 // Problems are logged, counted and kept in the reload status by `reload` itself.
                 let _ = manager.reload();
             }
@@ -67,4 +72,13 @@ impl<T: ConfigRoot> ConfigManager<T> {
             path,
         })
     }
+}
+
+/// A hash of the file's bytes (`None` when it cannot be read, which also counts as a change).
+fn content_hash(path: &std::path::Path) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
 }

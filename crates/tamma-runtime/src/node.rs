@@ -56,6 +56,7 @@ pub struct Node {
     resilience: Arc<Resilience>,
     emitter: Emitter,
     retention: RetentionHandle,
+    streams: tamma_server::StreamsShutdown,
     _watchers: Vec<WatchGuard>,
     _file_watcher: Option<FileWatcher>,
 }
@@ -153,6 +154,7 @@ impl Node {
                 Arc::new(move || recorder.render()),
             ));
         }
+        let streams = tamma_server::StreamsShutdown::new();
         let limits = tamma_server::EventsApiLimits {
             max_body_size: cfg.server.max_body_size.bytes(),
             max_event_size: cfg.events.max_event_size.bytes(),
@@ -162,7 +164,11 @@ impl Node {
             .merge(tamma_server::breaker_routes(Arc::clone(
                 resilience.breakers(),
             )))
-            .merge(tamma_server::events_routes(Arc::clone(&store), limits))
+            .merge(tamma_server::events_routes_with_shutdown(
+                Arc::clone(&store),
+                limits,
+                streams.clone(),
+            ))
             .merge(tamma_server::openapi_routes());
         let router = tamma_server::with_middleware(router);
         let listener = tamma_server::bind(&cfg.server.listen).await?;
@@ -235,6 +241,7 @@ impl Node {
             resilience,
             emitter,
             retention,
+            streams,
             _watchers: watchers,
             _file_watcher: file_watcher,
         })
@@ -286,8 +293,15 @@ impl Node {
             audit,
             emitter,
             retention,
+            streams,
             ..
         } = self;
+        // Open event streams (SSE subscriptions) never end by themselves: end them when shutdown
+        // starts, so the graceful drain does not wait for their clients.
+        let shutdown = async move {
+            shutdown.await;
+            streams.trigger();
+        };
         tamma_server::serve(listener, router, shutdown).await?;
         checker.stop_monitoring();
         retention.stop().await;
