@@ -89,9 +89,19 @@ pub(crate) struct Encoded {
     pub(crate) event_type: String,
     pub(crate) timestamp: Option<i64>,
     pub(crate) tags_json: String,
-    pub(crate) tags: Vec<String>,
     pub(crate) metadata: Option<String>,
     pub(crate) data: String,
+}
+
+/// `value` as compact JSON, written into a buffer sized for a typical event so it rarely grows.
+fn json<T: serde::Serialize + ?Sized>(value: &T, capacity: usize, fallback: &str) -> String {
+    let mut buf = Vec::with_capacity(capacity);
+    // Serializing tags, metadata and JSON values into memory cannot fail (string keys only), and
+    // serde_json writes only valid UTF-8.
+    match serde_json::to_writer(&mut buf, value) {
+        Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| fallback.to_owned()),
+        Err(_) => fallback.to_owned(),
+    }
 }
 
 pub(crate) fn encode(e: &Event) -> Encoded {
@@ -99,12 +109,9 @@ pub(crate) fn encode(e: &Event) -> Encoded {
         id: *e.id.as_bytes(),
         event_type: e.event_type.clone(),
         timestamp: e.timestamp.map(micros),
-        // Serializing tags, metadata and JSON values into memory cannot fail (string keys only).
-        tags_json: serde_json::to_string(&e.tags).unwrap_or_else(|_| "[]".to_owned()),
-        tags: e.tags.iter().map(str::to_owned).collect(),
-        metadata: (!e.metadata.is_empty())
-            .then(|| serde_json::to_string(&e.metadata).unwrap_or_default()),
-        data: serde_json::to_string(&e.data).unwrap_or_else(|_| "null".to_owned()),
+        tags_json: json(&e.tags, 64, "[]"),
+        metadata: (!e.metadata.is_empty()).then(|| json(&e.metadata, 128, "{}")),
+        data: json(&e.data, 512, "null"),
     }
 }
 
@@ -146,6 +153,22 @@ pub(crate) struct Sql {
 /// One item becomes one ordered index scan (`event_tags` on its first tag, or `events` on its type);
 /// several items become a `UNION` of per-item scans, each capped at the limit, joined back to `events`.
 pub(crate) fn select(query: &Query, options: ReadOptions, limit: u64) -> Sql {
+    select_columns(query, options, limit, COLUMNS, false)
+}
+
+/// Like [`select`], selecting only `e.position`, and reading only the tag index for items of tags alone
+/// (what an append condition needs).
+pub(crate) fn select_positions(query: &Query, options: ReadOptions, limit: u64) -> Sql {
+    select_columns(query, options, limit, "e.position", true)
+}
+
+fn select_columns(
+    query: &Query,
+    options: ReadOptions,
+    limit: u64,
+    columns: &str,
+    positions_only: bool,
+) -> Sql {
     let mut params = Vec::new();
     let (cmp, order) = if options.backwards {
         ("<=", "DESC")
@@ -158,22 +181,28 @@ pub(crate) fn select(query: &Query, options: ReadOptions, limit: u64) -> Sql {
     let text = if query.items.is_empty() {
         params.push(Value::Integer(to_i64(bound)));
         format!(
-            "SELECT {COLUMNS} FROM events e WHERE e.position {cmp} ?1 ORDER BY e.position {order} LIMIT {limit}"
+            "SELECT {columns} FROM events e WHERE e.position {cmp} ?1 ORDER BY e.position {order} LIMIT {limit}"
         )
     } else if query.items.len() == 1 {
-        let (from, wher, pos) = item_sql(&query.items[0], cmp, bound, &mut params);
-        format!("SELECT {COLUMNS} FROM {from} WHERE {wher} ORDER BY {pos} {order} LIMIT {limit}")
+        let (from, wher, pos) = item_sql(&query.items[0], cmp, bound, positions_only, &mut params);
+        if positions_only && pos == "t.position" && !from.contains("JOIN") {
+            format!("SELECT {pos} FROM {from} WHERE {wher} ORDER BY {pos} {order} LIMIT {limit}")
+        } else {
+            format!(
+                "SELECT {columns} FROM {from} WHERE {wher} ORDER BY {pos} {order} LIMIT {limit}"
+            )
+        }
     } else {
         let parts: Vec<String> = query
             .items
             .iter()
             .map(|item| {
-                let (from, wher, pos) = item_sql(item, cmp, bound, &mut params);
+                let (from, wher, pos) = item_sql(item, cmp, bound, positions_only, &mut params);
                 format!("SELECT position FROM (SELECT {pos} AS position FROM {from} WHERE {wher} ORDER BY {pos} {order} LIMIT {limit})")
             })
             .collect();
         format!(
-            "SELECT {COLUMNS} FROM events e WHERE e.position IN ({}) ORDER BY e.position {order} LIMIT {limit}",
+            "SELECT {columns} FROM events e WHERE e.position IN ({}) ORDER BY e.position {order} LIMIT {limit}",
             parts.join(" UNION ")
         )
     };
@@ -185,6 +214,7 @@ fn item_sql(
     item: &tamma_events::QueryItem,
     cmp: &str,
     bound: u64,
+    tags_only: bool,
     params: &mut Vec<Value>,
 ) -> (String, String, &'static str) {
     let mut p = |v: Value| {
@@ -204,10 +234,13 @@ fn item_sql(
                 p(Value::Text(tag.to_owned()))
             ));
         }
-        (
-            "event_tags t JOIN events e ON e.position = t.position".to_owned(),
-            "t.position",
-        )
+        let from = if tags_only && item.types.is_empty() {
+            // The tag index alone answers (its rows are written and removed with their events).
+            "event_tags t"
+        } else {
+            "event_tags t JOIN events e ON e.position = t.position"
+        };
+        (from.to_owned(), "t.position")
     } else {
         wher.push(format!(
             "e.position {cmp} {}",

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, LazyLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,7 @@ impl SqliteStore {
         };
         let conn = Connection::open(&path).map_err(open_err)?;
         conn.busy_timeout(options.busy_timeout).map_err(open_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
         let journal_mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(open_err)?;
@@ -601,44 +602,41 @@ impl Writer {
         let mut written = 0u64;
         let mut results = Vec::with_capacity(group.len());
         for p in group {
-            match check(&tx, p)? {
-                Some(answer) => results.push(answer),
-                None => {
-                    if let Some(d) = p.delay {
-                        std::thread::sleep(d);
-                    }
-                    let mut ins = tx.prepare_cached(
-                        "INSERT INTO events (position, id, type, timestamp, recorded_at, tags, metadata, data)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )?;
-                    let mut ins_tag = tx
-                        .prepare_cached("INSERT INTO event_tags (tag, position) VALUES (?1, ?2)")?;
-                    let mut positions = Vec::with_capacity(p.encoded.len());
-                    for e in &p.encoded {
-                        head += 1;
-                        let pos = to_i64(head);
-                        ins.execute(rusqlite::params![
-                            pos,
-                            &e.id[..],
-                            e.event_type,
-                            e.timestamp.unwrap_or(now),
-                            now,
-                            e.tags_json,
-                            e.metadata,
-                            e.data
-                        ])?;
-                        for tag in &e.tags {
-                            ins_tag.execute(rusqlite::params![tag, pos])?;
-                        }
-                        positions.push(head);
-                    }
-                    written += positions.len() as u64;
-                    results.push(Ok(AppendResult {
-                        positions,
-                        duplicate: false,
-                    }));
-                }
+            // The condition first: when it fails, the full check decides between a duplicate (answered
+            // with the original positions), a rejected id and the condition failure, in that order.
+            if let Some(c) = &p.condition
+                && let Some(hit) = condition_hit(&tx, c)?
+            {
+                results.push(check(&tx, p)?.unwrap_or(Err(
+                    tamma_events::Error::AppendConditionFailed { position: hit },
+                )));
+                continue;
             }
+            if let Some(d) = p.delay {
+                std::thread::sleep(d);
+            }
+            // Stored ids are found by the insert itself (`ON CONFLICT (id) DO NOTHING` inserts fewer
+            // rows): the rows of this append are removed again and the full check answers.
+            let inserted = insert_events(&tx, &p.encoded, head, now)?;
+            if inserted < p.encoded.len() {
+                tx.prepare_cached("DELETE FROM events WHERE position > ?1")?
+                    .execute([to_i64(head)])?;
+                results.push(check(&tx, p)?.unwrap_or_else(|| {
+                    Err(tamma_events::Error::backend(
+                        "an event id conflicted on insert but is not stored",
+                        false,
+                    ))
+                }));
+                continue;
+            }
+            insert_tags(&tx, &p.events, head)?;
+            let positions: Vec<u64> = (head + 1..=head + p.encoded.len() as u64).collect();
+            head += p.encoded.len() as u64;
+            written += positions.len() as u64;
+            results.push(Ok(AppendResult {
+                positions,
+                duplicate: false,
+            }));
         }
         tx.commit()?;
         Ok((results, head, written))
@@ -701,18 +699,117 @@ fn check(
             Err(e) => Err(e),
         }));
     }
-    if let Some(c) = &p.condition {
-        let from = c.after.map_or(1, |a| a.saturating_add(1));
-        let sql = schema::select(
-            &c.fail_if_events_match,
-            ReadOptions::forwards().from(from),
-            1,
-        );
-        if let Some(hit) = schema::run(tx, &sql)?.first() {
-            return Ok(Some(Err(tamma_events::Error::AppendConditionFailed {
-                position: hit.position,
-            })));
-        }
+    if let Some(c) = &p.condition
+        && let Some(position) = condition_hit(tx, c)?
+    {
+        return Ok(Some(Err(tamma_events::Error::AppendConditionFailed {
+            position,
+        })));
     }
     Ok(None)
+}
+
+/// The first position after `c.after` matching the condition's query, if any.
+fn condition_hit(tx: &Connection, c: &AppendCondition) -> rusqlite::Result<Option<u64>> {
+    let from = c.after.map_or(1, |a| a.saturating_add(1));
+    let sql = schema::select_positions(
+        &c.fail_if_events_match,
+        ReadOptions::forwards().from(from),
+        1,
+    );
+    let mut stmt = tx.prepare_cached(&sql.text)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
+    rows.next()?
+        .map(|r| r.get::<_, i64>(0).map(schema::to_u64))
+        .transpose()
+}
+
+/// Rows per multi-row `INSERT`, largest first: an append is written in as few statements as these
+/// sizes allow, each statement prepared once and cached.
+const CHUNKS: [usize; 3] = [128, 16, 1];
+
+/// Splits `n` rows into statement sizes from [`CHUNKS`]: `(index in CHUNKS, size)`.
+fn chunks(mut n: usize) -> impl Iterator<Item = (usize, usize)> {
+    std::iter::from_fn(move || {
+        let (i, size) = CHUNKS.into_iter().enumerate().find(|&(_, c)| c <= n)?;
+        n -= size;
+        Some((i, size))
+    })
+}
+
+/// `INSERT INTO <table> <columns> VALUES (?, …), …` with `rows` rows of `width` parameters.
+fn multi_row_insert(head: &str, width: usize, rows: usize, tail: &str) -> String {
+    let row = format!("({})", vec!["?"; width].join(","));
+    format!("{head} VALUES {}{tail}", vec![row; rows].join(","))
+}
+
+/// The event inserts of each size of [`CHUNKS`].
+static INSERT_EVENTS: LazyLock<[String; 3]> = LazyLock::new(|| {
+    CHUNKS.map(|rows| {
+        multi_row_insert(
+            "INSERT INTO events (position, id, type, timestamp, recorded_at, tags, metadata, data)",
+            8,
+            rows,
+            " ON CONFLICT (id) DO NOTHING",
+        )
+    })
+});
+
+/// The tag index inserts of each size of [`CHUNKS`].
+static INSERT_TAGS: LazyLock<[String; 3]> = LazyLock::new(|| {
+    CHUNKS.map(|rows| multi_row_insert("INSERT INTO event_tags (tag, position)", 2, rows, ""))
+});
+
+/// Inserts `events` at the positions after `head`, skipping those whose id is stored; returns how many
+/// rows were inserted.
+fn insert_events(
+    tx: &Connection,
+    events: &[Encoded],
+    head: u64,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    let mut inserted = 0;
+    let mut rest = events;
+    let mut pos = to_i64(head);
+    for (which, size) in chunks(events.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut stmt = tx.prepare_cached(&INSERT_EVENTS[which])?;
+        let mut i = 0;
+        for e in chunk {
+            pos += 1;
+            stmt.raw_bind_parameter(i + 1, pos)?;
+            stmt.raw_bind_parameter(i + 2, &e.id[..])?;
+            stmt.raw_bind_parameter(i + 3, e.event_type.as_str())?;
+            stmt.raw_bind_parameter(i + 4, e.timestamp.unwrap_or(now))?;
+            stmt.raw_bind_parameter(i + 5, now)?;
+            stmt.raw_bind_parameter(i + 6, e.tags_json.as_str())?;
+            stmt.raw_bind_parameter(i + 7, e.metadata.as_deref())?;
+            stmt.raw_bind_parameter(i + 8, e.data.as_str())?;
+            i += 8;
+        }
+        inserted += stmt.raw_execute()?;
+    }
+    Ok(inserted)
+}
+
+/// Inserts the `(tag, position)` index rows of `events`, written at the positions after `head`.
+fn insert_tags(tx: &Connection, events: &[Event], head: u64) -> rusqlite::Result<()> {
+    let rows: Vec<(&str, i64)> = events
+        .iter()
+        .zip(to_i64(head) + 1..)
+        .flat_map(|(e, pos)| e.tags.iter().map(move |t| (t, pos)))
+        .collect();
+    let mut rest = &rows[..];
+    for (which, size) in chunks(rows.len()) {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        let mut stmt = tx.prepare_cached(&INSERT_TAGS[which])?;
+        for (i, (tag, pos)) in chunk.iter().enumerate() {
+            stmt.raw_bind_parameter(2 * i + 1, *tag)?;
+            stmt.raw_bind_parameter(2 * i + 2, *pos)?;
+        }
+        stmt.raw_execute()?;
+    }
+    Ok(())
 }

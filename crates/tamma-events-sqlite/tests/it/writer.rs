@@ -131,3 +131,73 @@ async fn readers_are_not_blocked_by_the_writer() {
     assert!(!slow.is_finished());
     assert_eq!(slow.await.unwrap().unwrap().positions, vec![2]);
 }
+
+/// Stored ids are detected by the insert itself: an append whose later events reuse stored ids leaves no
+/// trace of its earlier events (rows, tag index entries, head), in a batch with other appends; a retry
+/// whose condition now fails is still answered as a duplicate; large appends keep every position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_ids_found_on_insert_leave_no_trace() {
+    use tamma_events::{AppendCondition, QueryItem};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteStore::open(dir.path().join("e.db"), SqliteOptions::default()).unwrap());
+    let stored: Vec<Event> = (0..3)
+        .map(|i| Event::new("A").tag("k:a").data(serde_json::json!(i)))
+        .collect();
+    let first = store.append(stored.clone(), None).await.unwrap();
+    assert_eq!(first.positions, vec![1, 2, 3]);
+    // 150 new events then a stored id: spans several multi-row statements before the conflict.
+    let mut mixed: Vec<Event> = (0..150).map(|_| Event::new("B").tag("k:b")).collect();
+    mixed.push(stored[1].clone());
+    let (mixed_r, ok_r) = tokio::join!(
+        store.append(mixed.clone(), None),
+        store.append(vec![Event::new("C").tag("k:c")], None)
+    );
+    let err = mixed_r.unwrap_err();
+    assert_eq!(err.code(), "duplicate_event_id", "{err}");
+    assert!(err.to_string().contains(&stored[1].id.to_string()), "{err}");
+    let c = ok_r.unwrap();
+    assert_eq!(c.positions, vec![4]);
+    assert_eq!(store.head().await.unwrap(), 4);
+    assert!(store.get(mixed[0].id).await.unwrap().is_none());
+    let b: Vec<_> = store
+        .read(
+            Query::item(QueryItem::tags(["k:b"])),
+            ReadOptions::forwards(),
+        )
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(b.is_empty(), "{b:?}");
+    // A retry of the first append whose condition fails now is still a duplicate.
+    let cond = AppendCondition::new(Query::item(QueryItem::tags(["k:a"]))).after(0);
+    let retry = store.append(stored.clone(), Some(cond)).await.unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.positions, vec![1, 2, 3]);
+    // 1,000 new events in one append (chunks of 128, 16 and 1 rows): positions 5..=1004, all readable.
+    let many: Vec<Event> = (0..1000)
+        .map(|i| Event::new("D").tag("k:d").tag(format!("n:{i}")))
+        .collect();
+    let r = store.append(many.clone(), None).await.unwrap();
+    assert_eq!(r.positions, (5..=1004).collect::<Vec<u64>>());
+    let d: Vec<_> = store
+        .read(
+            Query::item(QueryItem::tags(["k:d"])),
+            ReadOptions::forwards(),
+        )
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(d.len(), 1000);
+    assert!(d.iter().zip(&many).all(|(s, e)| s.event.id == e.id));
+    let one: Vec<_> = store
+        .read(
+            Query::item(QueryItem::tags(["n:999"])),
+            ReadOptions::forwards(),
+        )
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].position, 1004);
+}
