@@ -15,7 +15,7 @@ use tamma_core::metric_names as m;
 use tamma_events::{
     AppendCondition, AppendResult, Event, EventStore, EventStream, IdCheck, Limits, Query,
     ReadOptions, SequencedEvent, StoreHealth, StoreHooks, SubscriptionSource, resolve_ids,
-    subscription, validate_append,
+    subscription, validate_append_sized,
 };
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -270,13 +270,26 @@ impl EventStore for SqliteStore {
         condition: Option<AppendCondition>,
     ) -> BoxFuture<'_, tamma_events::Result<AppendResult>> {
         Box::pin(async move {
-            if let Err(e) = validate_append(&events, condition.as_ref(), &self.inner.options.limits)
-            {
+            // Encoded once: the stored JSON also gives each event's size for the limit.
+            let encoded: Vec<Encoded> = events.iter().map(schema::encode).collect();
+            let sized = validate_append_sized(
+                &events,
+                condition.as_ref(),
+                &self.inner.options.limits,
+                |i, e| {
+                    let enc = &encoded[i];
+                    e.encoded_size_with(
+                        enc.tags_json.len(),
+                        enc.metadata.as_ref().map_or(2, String::len),
+                        enc.data.len(),
+                    )
+                },
+            );
+            if let Err(e) = sized {
                 metrics::counter!(m::EVENTS_APPEND_REJECTED_TOTAL, "reason" => "invalid")
                     .increment(1);
                 return Err(e);
             }
-            let encoded = events.iter().map(schema::encode).collect();
             let delay = self.inner.options.hooks.commit_delay_for(&events);
             let (reply, rx) = oneshot::channel();
             self.send(Request::Append {

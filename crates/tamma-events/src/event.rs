@@ -172,6 +172,52 @@ impl Event {
         serde_json::to_vec(self).map_or(u64::MAX, |v| v.len() as u64)
     }
 
+    /// [`Event::encoded_size`] from the lengths of the compact JSON encodings of the tags, the metadata
+    /// and the data, which a backend storing those encodings already has: only the id, type and timestamp
+    /// are measured here, without serializing the payload a second time.
+    ///
+    /// ```
+    /// use tamma_events::Event;
+    ///
+    /// let e = Event::new("A").tag("k:v").data(serde_json::json!({"x": 1}));
+    /// let len = |v: String| v.len();
+    /// let size = e.encoded_size_with(
+    ///     len(serde_json::to_string(&e.tags).unwrap()),
+    ///     len(serde_json::to_string(&e.metadata).unwrap()),
+    ///     len(serde_json::to_string(&e.data).unwrap()),
+    /// );
+    /// assert_eq!(size, e.encoded_size());
+    /// ```
+    #[must_use]
+    pub fn encoded_size_with(
+        &self,
+        tags_json: usize,
+        metadata_json: usize,
+        data_json: usize,
+    ) -> u64 {
+        /// Counts the bytes written to it.
+        struct Count(u64);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len() as u64;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        // `{"id":"<36>"` + `,"type":` + type + [`,"timestamp":` + time] + `,"tags":` + tags +
+        // `,"metadata":` + metadata + `,"data":` + data + `}`, as the derived `Serialize` writes it.
+        let mut n = Count(6 + 38 + 8 + 8 + 12 + 8 + 1);
+        // Writing a string or a time into a counter cannot fail.
+        let _ = serde_json::to_writer(&mut n, &self.event_type);
+        if let Some(t) = &self.timestamp {
+            n.0 += 13;
+            let _ = serde_json::to_writer(&mut n, t);
+        }
+        n.0 + (tags_json + metadata_json + data_json) as u64
+    }
+
     /// Whether `retry` carries the same content as this stored event: the same type, tags, metadata and
     /// data, and the same timestamp when the retry carries one (compared at microsecond precision).
     /// Ids are not compared.
@@ -370,5 +416,35 @@ mod tests {
         assert_eq!(a.id.get_version_num(), 7);
         assert!(a.metadata.is_empty());
         assert!(a.encoded_size() > 10);
+    }
+
+    #[test]
+    fn encoded_size_from_parts_matches_the_full_encoding() {
+        let at: DateTime<Utc> = "2026-01-02T03:04:05.123456Z".parse().unwrap();
+        let events = [
+            Event::new("A"),
+            Event::new("TASK.\"QUOTED\"\u{e9}\n").timestamp(at),
+            Event::new("B")
+                .tag("a:1")
+                .tag("b:\"2\"")
+                .data(json!({"x": [1, "é\t", null], "y": 2.5})),
+            Event::new("C")
+                .timestamp(Utc::now())
+                .metadata(EventMetadata {
+                    event_source: Some(EventSource::User),
+                    user_id: Some("u\"1".into()),
+                    extra: [("team".to_owned(), "a".to_owned())].into(),
+                    ..EventMetadata::default()
+                }),
+        ];
+        for e in events {
+            let len = |v: String| v.len();
+            let parts = e.encoded_size_with(
+                len(serde_json::to_string(&e.tags).unwrap()),
+                len(serde_json::to_string(&e.metadata).unwrap()),
+                len(serde_json::to_string(&e.data).unwrap()),
+            );
+            assert_eq!(parts, e.encoded_size(), "{e:?}");
+        }
     }
 }

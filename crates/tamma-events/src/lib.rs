@@ -65,4 +65,4 @@ pub use store::{
 };
 pub use subscription::{PageFetch, SubscriptionSource, subscription};
 pub use tags::Tags;
-pub use validate::{IdCheck, resolve_ids, validate_append};
+pub use validate::{IdCheck, resolve_ids, validate_append, validate_append_sized};

@@ -23,6 +23,21 @@ pub fn validate_append(
     condition: Option<&AppendCondition>,
     limits: &Limits,
 ) -> Result<()> {
+    validate_append_sized(events, condition, limits, |_, e| e.encoded_size())
+}
+
+/// [`validate_append`] with each event's size (its JSON length, see [`Event::encoded_size`]) given by
+/// `size(index, event)`, for a backend that has encoded the events already and can use
+/// [`Event::encoded_size_with`].
+///
+/// # Errors
+/// As [`validate_append`].
+pub fn validate_append_sized(
+    events: &[Event],
+    condition: Option<&AppendCondition>,
+    limits: &Limits,
+    mut size: impl FnMut(usize, &Event) -> u64,
+) -> Result<()> {
     if events.is_empty() {
         return Err(Error::EmptyAppend);
     }
@@ -45,7 +60,7 @@ pub fn validate_append(
                 "a tag must not be empty",
             ));
         }
-        let size = e.encoded_size();
+        let size = size(i, e);
         if size > limits.max_event_size {
             return Err(Error::EventTooLarge {
                 path: format!("events[{i}]"),
