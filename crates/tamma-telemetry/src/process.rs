@@ -187,6 +187,28 @@ enum Message {
 
 /// The background sampler started by [`ProcessMetrics::spawn`] (or [`spawn_process_metrics`]).
 /// Dropping it stops the thread.
+///
+/// How a node serves fresh values at `/metrics`: the render refreshes, then renders.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tamma_telemetry::{MetricsConfig, MetricsRecorder, spawn_process_metrics};
+///
+/// let recorder = MetricsRecorder::new(&MetricsConfig::default());
+/// recorder.install()?;
+/// let task = spawn_process_metrics(Duration::from_secs(30))?;
+/// let sampler = task.sampler();
+/// let render: Arc<dyn Fn() -> (String, &'static str) + Send + Sync> = Arc::new(move || {
+///     sampler.record();
+///     recorder.render()
+/// });
+/// let (body, _content_type) = render();
+/// # #[cfg(target_os = "linux")]
+/// assert!(body.contains("\ntamma_process_open_fds "));
+/// drop(task); // stops the thread
+/// # Ok::<(), tamma_telemetry::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct ProcessMetricsTask {
     sampler: ProcessMetrics,
