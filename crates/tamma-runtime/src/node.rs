@@ -57,6 +57,7 @@ pub struct Node {
     emitter: Emitter,
     retention: RetentionHandle,
     streams: tamma_server::StreamsShutdown,
+    _process: Option<tamma_telemetry::ProcessMetricsTask>,
     _watchers: Vec<WatchGuard>,
     _file_watcher: Option<FileWatcher>,
 }
@@ -145,14 +146,23 @@ impl Node {
                 get(|| async { "ok" }),
             );
         }
+        let mut process = None;
         if monitoring.enabled
             && monitoring.metrics.enabled
             && let Some(recorder) = telemetry.as_ref().and_then(|t| t.metrics()).cloned()
         {
+            // Process CPU, memory, fds and uptime, sampled on the metrics interval and refreshed
+            // right before each render.
+            let task = tamma_telemetry::spawn_process_metrics(monitoring.metrics.interval.into())?;
+            let sampler = task.sampler();
             router = router.merge(tamma_server::metrics_routes(
                 &monitoring.metrics.endpoint,
-                Arc::new(move || recorder.render()),
+                Arc::new(move || {
+                    sampler.record();
+                    recorder.render()
+                }),
             ));
+            process = Some(task);
         }
         let streams = tamma_server::StreamsShutdown::new();
         let limits = tamma_server::EventsApiLimits {
@@ -242,6 +252,7 @@ impl Node {
             emitter,
             retention,
             streams,
+            _process: process,
             _watchers: watchers,
             _file_watcher: file_watcher,
         })

@@ -305,6 +305,14 @@ fn prometheus_exposition_of_a_live_node() {
     // Five events over HTTP, plus the node's own audit events (CONFIG.LOADED, NODE.STARTED).
     let events = find(&all, "tamma_events_appended_total", &[]).expect("appended events counted");
     assert!(events.value >= 5.0, "{events:?}");
+    for name in [
+        "tamma_process_cpu_seconds_total",
+        "tamma_process_resident_memory_bytes",
+        "tamma_process_open_fds",
+        "tamma_process_uptime_seconds",
+    ] {
+        assert!(find(&all, name, &[]).is_some(), "{name} missing");
+    }
     // Bounded labels only: never an id.
     let unbounded = [
         "id",
