@@ -162,7 +162,87 @@ pub(crate) fn select_positions(query: &Query, options: ReadOptions, limit: u64) 
     select_columns(query, options, limit, "e.position", true)
 }
 
+/// What the text of a [`select`] depends on: per item the number of tags and of types, the direction,
+/// the limit and the columns. The values only become parameters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Shape {
+    items: Vec<(usize, usize)>,
+    backwards: bool,
+    limit: u64,
+    positions_only: bool,
+}
+
+/// Statement texts per shape kept by each thread at most (the cache is emptied when full).
+const MAX_CACHED_TEXTS: usize = 256;
+
+thread_local! {
+    /// The statement texts this thread built, by shape: appends and reads repeat a few shapes with
+    /// other values, and building the text costs more than running a short query.
+    static TEXTS: std::cell::RefCell<std::collections::HashMap<Shape, String>> =
+        std::cell::RefCell::default();
+}
+
 fn select_columns(
+    query: &Query,
+    options: ReadOptions,
+    limit: u64,
+    columns: &str,
+    positions_only: bool,
+) -> Sql {
+    let shape = Shape {
+        items: query
+            .items
+            .iter()
+            .map(|i| (i.tags.len(), i.types.len()))
+            .collect(),
+        backwards: options.backwards,
+        limit,
+        positions_only,
+    };
+    let cached = TEXTS.with_borrow(|t| t.get(&shape).cloned());
+    if let Some(text) = cached {
+        return Sql {
+            text,
+            params: params(query, options),
+        };
+    }
+    let sql = build_sql(query, options, limit, columns, positions_only);
+    TEXTS.with_borrow_mut(|t| {
+        if t.len() >= MAX_CACHED_TEXTS {
+            t.clear();
+        }
+        t.insert(shape, sql.text.clone());
+    });
+    sql
+}
+
+/// The parameters of a [`select`], in the order [`build_sql`] numbers them.
+fn params(query: &Query, options: ReadOptions) -> Vec<Value> {
+    let bound = Value::Integer(to_i64(options.from.unwrap_or(if options.backwards {
+        u64::MAX
+    } else {
+        1
+    })));
+    let mut params = Vec::new();
+    if query.items.is_empty() {
+        params.push(bound);
+        return params;
+    }
+    for item in &query.items {
+        let mut tags = item.tags.iter();
+        if let Some(first) = tags.next() {
+            params.push(Value::Text(first.to_owned()));
+            params.push(bound.clone());
+            params.extend(tags.map(|t| Value::Text(t.to_owned())));
+        } else {
+            params.push(bound.clone());
+        }
+        params.extend(item.types.iter().map(|t| Value::Text(t.clone())));
+    }
+    params
+}
+
+fn build_sql(
     query: &Query,
     options: ReadOptions,
     limit: u64,
@@ -289,6 +369,41 @@ mod tests {
             })
             .unwrap();
         rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    /// A cached statement text gets the same parameters as a freshly built one, for every shape.
+    #[test]
+    fn cached_texts_get_the_parameters_they_number() {
+        let queries = [
+            Query::all(),
+            Query::item(QueryItem::tags(["a:1"])),
+            Query::item(
+                QueryItem::tags(["a:1", "b:2", "c:3"])
+                    .with_type("X")
+                    .with_type("Y"),
+            ),
+            Query::item(QueryItem::types(["X"])),
+            Query {
+                items: vec![
+                    QueryItem::tags(["a:1"]),
+                    QueryItem::types(["X", "Y"]),
+                    QueryItem::tags(["b:2", "c:3"]).with_type("Z"),
+                ],
+            },
+        ];
+        for q in &queries {
+            for options in [ReadOptions::forwards().from(7), ReadOptions::backwards()] {
+                for positions_only in [false, true] {
+                    let built = build_sql(q, options, 10, COLUMNS, positions_only);
+                    assert_eq!(params(q, options), built.params, "{}", built.text);
+                    let first = select_columns(q, options, 10, COLUMNS, positions_only);
+                    let again = select_columns(q, options, 10, COLUMNS, positions_only);
+                    assert_eq!(first.text, built.text);
+                    assert_eq!(again.text, built.text);
+                    assert_eq!(again.params, built.params);
+                }
+            }
+        }
     }
 
     /// A tag query is a range search of the (tag, position) key, in order, with no scan and no sort.
