@@ -808,11 +808,13 @@ fn insert_events(
 
 /// Inserts the `(tag, position)` index rows of `events`, written at the positions after `head`.
 fn insert_tags(tx: &Connection, events: &[Event], head: u64) -> rusqlite::Result<()> {
-    let rows: Vec<(&str, i64)> = events
+    let mut rows: Vec<(&str, i64)> = events
         .iter()
         .zip(to_i64(head) + 1..)
         .flat_map(|(e, pos)| e.tags.iter().map(move |t| (t, pos)))
         .collect();
+    // In key order, consecutive rows land next to each other in the B-tree (and a tag's rows at its end).
+    rows.sort_unstable();
     let mut rest = &rows[..];
     for (which, size) in chunks(rows.len()) {
         let (chunk, tail) = rest.split_at(size);
