@@ -83,36 +83,96 @@ fn from_micros(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(v).unwrap_or_default()
 }
 
-/// An event encoded for insertion (done by the caller's task, so the writer thread only runs SQL).
+/// The events of one append encoded for insertion (done by the caller's task, so the writer thread
+/// only runs SQL): every JSON text in one buffer, so an append of any size allocates twice.
 pub(crate) struct Encoded {
+    buf: String,
+    rows: Vec<EncodedRow>,
+}
+
+/// Where one event's encoded parts are in [`Encoded::buf`].
+pub(crate) struct EncodedRow {
     pub(crate) id: [u8; 16],
-    pub(crate) event_type: String,
     pub(crate) timestamp: Option<i64>,
-    pub(crate) tags_json: String,
-    pub(crate) metadata: Option<String>,
-    pub(crate) data: String,
+    event_type: std::ops::Range<usize>,
+    tags: std::ops::Range<usize>,
+    /// Empty when the event has no metadata (stored as NULL).
+    metadata: std::ops::Range<usize>,
+    data: std::ops::Range<usize>,
 }
 
-/// `value` as compact JSON, written into a buffer sized for a typical event so it rarely grows.
-fn json<T: serde::Serialize + ?Sized>(value: &T, capacity: usize, fallback: &str) -> String {
-    let mut buf = Vec::with_capacity(capacity);
-    // Serializing tags, metadata and JSON values into memory cannot fail (string keys only), and
-    // serde_json writes only valid UTF-8.
-    match serde_json::to_writer(&mut buf, value) {
-        Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| fallback.to_owned()),
-        Err(_) => fallback.to_owned(),
+impl Encoded {
+    /// The encoded rows, in append order.
+    pub(crate) fn rows(&self) -> &[EncodedRow] {
+        &self.rows
+    }
+
+    /// How many events.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The type of `row`.
+    pub(crate) fn event_type(&self, row: &EncodedRow) -> &str {
+        &self.buf[row.event_type.clone()]
+    }
+
+    /// The tags of `row` as a JSON array.
+    pub(crate) fn tags(&self, row: &EncodedRow) -> &str {
+        &self.buf[row.tags.clone()]
+    }
+
+    /// The metadata of `row` as a JSON object, `None` when empty.
+    pub(crate) fn metadata(&self, row: &EncodedRow) -> Option<&str> {
+        (!row.metadata.is_empty()).then(|| &self.buf[row.metadata.clone()])
+    }
+
+    /// The data of `row` as JSON.
+    pub(crate) fn data(&self, row: &EncodedRow) -> &str {
+        &self.buf[row.data.clone()]
     }
 }
 
-pub(crate) fn encode(e: &Event) -> Encoded {
-    Encoded {
-        id: *e.id.as_bytes(),
-        event_type: e.event_type.clone(),
-        timestamp: e.timestamp.map(micros),
-        tags_json: json(&e.tags, 64, "[]"),
-        metadata: (!e.metadata.is_empty()).then(|| json(&e.metadata, 128, "{}")),
-        data: json(&e.data, 512, "null"),
+/// Appends `value` as compact JSON to `buf`, returning where it is; `fallback` when it cannot be
+/// written (it always can: string keys only).
+fn json_into<T: serde::Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    value: &T,
+    fallback: &str,
+) -> std::ops::Range<usize> {
+    let start = buf.len();
+    if serde_json::to_writer(&mut *buf, value).is_err() {
+        buf.truncate(start);
+        buf.extend_from_slice(fallback.as_bytes());
     }
+    start..buf.len()
+}
+
+/// Encodes the events of one append.
+pub(crate) fn encode(events: &[Event]) -> Encoded {
+    let mut buf = Vec::with_capacity(events.len() * 512);
+    let rows = events
+        .iter()
+        .map(|e| EncodedRow {
+            id: *e.id.as_bytes(),
+            timestamp: e.timestamp.map(micros),
+            event_type: {
+                let start = buf.len();
+                buf.extend_from_slice(e.event_type.as_bytes());
+                start..buf.len()
+            },
+            tags: json_into(&mut buf, &e.tags, "[]"),
+            metadata: if e.metadata.is_empty() {
+                0..0
+            } else {
+                json_into(&mut buf, &e.metadata, "{}")
+            },
+            data: json_into(&mut buf, &e.data, "null"),
+        })
+        .collect();
+    // serde_json writes only valid UTF-8, so this never takes the fallback.
+    let buf = String::from_utf8(buf).unwrap_or_default();
+    Encoded { buf, rows }
 }
 
 /// Reads one row selected with [`COLUMNS`].

@@ -95,13 +95,23 @@ struct Shared {
     last_commit: Mutex<Option<Instant>>,
 }
 
+/// One append as the writer gets it. The writer hands it back with the answer, so that its memory is
+/// freed by the caller's thread, not the writer's (a free of another thread's allocation takes the
+/// allocator's lock, and the writer is the bottleneck).
+struct Payload {
+    events: Vec<Event>,
+    encoded: Encoded,
+    condition: Option<AppendCondition>,
+}
+
+/// The answer to an append, with its payload back.
+type AppendReply = (tamma_events::Result<AppendResult>, Payload);
+
 enum Request {
     Append {
-        events: Vec<Event>,
-        encoded: Vec<Encoded>,
-        condition: Option<AppendCondition>,
+        payload: Payload,
         delay: Option<Duration>,
-        reply: oneshot::Sender<tamma_events::Result<AppendResult>>,
+        reply: oneshot::Sender<AppendReply>,
     },
     Delete {
         cutoff: i64,
@@ -271,17 +281,17 @@ impl EventStore for SqliteStore {
     ) -> BoxFuture<'_, tamma_events::Result<AppendResult>> {
         Box::pin(async move {
             // Encoded once: the stored JSON also gives each event's size for the limit.
-            let encoded: Vec<Encoded> = events.iter().map(schema::encode).collect();
+            let encoded = schema::encode(&events);
             let sized = validate_append_sized(
                 &events,
                 condition.as_ref(),
                 &self.inner.options.limits,
                 |i, e| {
-                    let enc = &encoded[i];
+                    let row = &encoded.rows()[i];
                     e.encoded_size_with(
-                        enc.tags_json.len(),
-                        enc.metadata.as_ref().map_or(2, String::len),
-                        enc.data.len(),
+                        encoded.tags(row).len(),
+                        encoded.metadata(row).map_or(2, str::len),
+                        encoded.data(row).len(),
                     )
                 },
             );
@@ -293,13 +303,17 @@ impl EventStore for SqliteStore {
             let delay = self.inner.options.hooks.commit_delay_for(&events);
             let (reply, rx) = oneshot::channel();
             self.send(Request::Append {
-                events,
-                encoded,
-                condition,
+                payload: Payload {
+                    events,
+                    encoded,
+                    condition,
+                },
                 delay,
                 reply,
             })?;
-            rx.await.map_err(closed)?
+            let (result, payload) = rx.await.map_err(closed)?;
+            drop(payload);
+            result
         })
     }
 
@@ -493,11 +507,9 @@ struct Writer {
 }
 
 struct Pending {
-    events: Vec<Event>,
-    encoded: Vec<Encoded>,
-    condition: Option<AppendCondition>,
+    payload: Payload,
     delay: Option<Duration>,
-    reply: oneshot::Sender<tamma_events::Result<AppendResult>>,
+    reply: oneshot::Sender<AppendReply>,
 }
 
 impl Writer {
@@ -519,16 +531,12 @@ impl Writer {
             for req in batch {
                 match req {
                     Request::Append {
-                        events,
-                        encoded,
-                        condition,
+                        payload,
                         delay,
                         reply,
                     } => {
                         group.push(Pending {
-                            events,
-                            encoded,
-                            condition,
+                            payload,
                             delay,
                             reply,
                         });
@@ -570,9 +578,10 @@ impl Writer {
                 let transient = crate::error::is_transient(&e);
                 tracing::warn!(error = %e, appends = group.len(), "event store commit failed");
                 for p in group {
-                    let _ = p
-                        .reply
-                        .send(Err(tamma_events::Error::backend(e.clone(), transient)));
+                    let _ = p.reply.send((
+                        Err(tamma_events::Error::backend(e.clone(), transient)),
+                        p.payload,
+                    ));
                 }
             }
             Ok((results, head, written)) => {
@@ -596,7 +605,7 @@ impl Writer {
                         metrics::counter!(m::EVENTS_APPEND_REJECTED_TOTAL, "reason" => reason)
                             .increment(1);
                     }
-                    let _ = p.reply.send(r);
+                    let _ = p.reply.send((r, p.payload));
                 }
             }
         }
@@ -617,7 +626,7 @@ impl Writer {
         for p in group {
             // The condition first: when it fails, the full check decides between a duplicate (answered
             // with the original positions), a rejected id and the condition failure, in that order.
-            if let Some(c) = &p.condition
+            if let Some(c) = &p.payload.condition
                 && let Some(hit) = condition_hit(&tx, c)?
             {
                 results.push(check(&tx, p)?.unwrap_or(Err(
@@ -630,8 +639,9 @@ impl Writer {
             }
             // Stored ids are found by the insert itself (`ON CONFLICT (id) DO NOTHING` inserts fewer
             // rows): the rows of this append are removed again and the full check answers.
-            let inserted = insert_events(&tx, &p.encoded, head, now)?;
-            if inserted < p.encoded.len() {
+            let encoded = &p.payload.encoded;
+            let inserted = insert_events(&tx, encoded, head, now)?;
+            if inserted < encoded.len() {
                 tx.prepare_cached("DELETE FROM events WHERE position > ?1")?
                     .execute([to_i64(head)])?;
                 results.push(check(&tx, p)?.unwrap_or_else(|| {
@@ -642,9 +652,9 @@ impl Writer {
                 }));
                 continue;
             }
-            insert_tags(&tx, &p.events, head)?;
-            let positions: Vec<u64> = (head + 1..=head + p.encoded.len() as u64).collect();
-            head += p.encoded.len() as u64;
+            insert_tags(&tx, &p.payload.events, head)?;
+            let positions: Vec<u64> = (head + 1..=head + encoded.len() as u64).collect();
+            head += encoded.len() as u64;
             written += positions.len() as u64;
             results.push(Ok(AppendResult {
                 positions,
@@ -682,7 +692,7 @@ impl Writer {
 
 fn batch_events(r: &Request) -> usize {
     match r {
-        Request::Append { encoded, .. } => encoded.len(),
+        Request::Append { payload, .. } => payload.encoded.len(),
         Request::Delete { .. } | Request::Cursor { .. } => 1,
     }
 }
@@ -694,6 +704,7 @@ fn check(
     p: &Pending,
 ) -> rusqlite::Result<Option<tamma_events::Result<AppendResult>>> {
     let stored: Vec<Option<SequencedEvent>> = p
+        .payload
         .events
         .iter()
         .map(|e| schema::get(tx, &e.id))
@@ -703,7 +714,7 @@ fn check(
             .iter()
             .map(|s| s.as_ref().map(|s| (s.position, &s.event)))
             .collect();
-        return Ok(Some(match resolve_ids(&p.events, &refs) {
+        return Ok(Some(match resolve_ids(&p.payload.events, &refs) {
             Ok(IdCheck::Duplicate(positions)) => Ok(AppendResult {
                 positions,
                 duplicate: true,
@@ -712,7 +723,7 @@ fn check(
             Err(e) => Err(e),
         }));
     }
-    if let Some(c) = &p.condition
+    if let Some(c) = &p.payload.condition
         && let Some(position) = condition_hit(tx, c)?
     {
         return Ok(Some(Err(tamma_events::Error::AppendConditionFailed {
@@ -777,12 +788,12 @@ static INSERT_TAGS: LazyLock<[String; 3]> = LazyLock::new(|| {
 /// rows were inserted.
 fn insert_events(
     tx: &Connection,
-    events: &[Encoded],
+    events: &Encoded,
     head: u64,
     now: i64,
 ) -> rusqlite::Result<usize> {
     let mut inserted = 0;
-    let mut rest = events;
+    let mut rest = events.rows();
     let mut pos = to_i64(head);
     for (which, size) in chunks(events.len()) {
         let (chunk, tail) = rest.split_at(size);
@@ -793,12 +804,12 @@ fn insert_events(
             pos += 1;
             stmt.raw_bind_parameter(i + 1, pos)?;
             stmt.raw_bind_parameter(i + 2, &e.id[..])?;
-            stmt.raw_bind_parameter(i + 3, e.event_type.as_str())?;
+            stmt.raw_bind_parameter(i + 3, events.event_type(e))?;
             stmt.raw_bind_parameter(i + 4, e.timestamp.unwrap_or(now))?;
             stmt.raw_bind_parameter(i + 5, now)?;
-            stmt.raw_bind_parameter(i + 6, e.tags_json.as_str())?;
-            stmt.raw_bind_parameter(i + 7, e.metadata.as_deref())?;
-            stmt.raw_bind_parameter(i + 8, e.data.as_str())?;
+            stmt.raw_bind_parameter(i + 6, events.tags(e))?;
+            stmt.raw_bind_parameter(i + 7, events.metadata(e))?;
+            stmt.raw_bind_parameter(i + 8, events.data(e))?;
             i += 8;
         }
         inserted += stmt.raw_execute()?;
