@@ -113,7 +113,7 @@ mod tests {
         assert!(ev.tags.contains("component:events"), "{:?}", ev.tags);
         assert!(ev.tags.contains("severity:high"), "{:?}", ev.tags);
         assert!(ev.tags.contains("escalation:breaker:events.append"));
-        assert_eq!(ev.data["message"], "open");
+        assert_eq!(ev.data.to_value()["message"], "open");
         let e = Escalation::new("forwarder.ship", Severity::Critical, "x");
         assert!(escalation_event(&e).tags.contains("component:forwarder"));
         let e = Escalation::new("k", Severity::Low, "x")

@@ -40,7 +40,7 @@
 //!     .await?;
 //! let seen = rx.recv().await.unwrap();
 //! assert_eq!(seen.position, position);
-//! assert_eq!(seen.event.data["password"], "[REDACTED]");
+//! assert_eq!(seen.event.data.to_value()["password"], "[REDACTED]");
 //!
 //! assert!(emitter.unsubscribe(&sub));
 //! let report = emitter.dispose(std::time::Duration::from_secs(5)).await;

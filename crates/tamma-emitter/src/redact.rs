@@ -69,10 +69,10 @@ fn parse(path: &str) -> Target {
 ///     "note": "ssn 123-45-6789",
 /// }));
 /// redactor.apply(&mut event);
-/// assert_eq!(event.data["password"], "[REDACTED]");
-/// assert_eq!(event.data["cards"][0]["number"], "[REDACTED]");
-/// assert_eq!(event.data["cards"][0]["brand"], "visa");
-/// assert_eq!(event.data["note"], "ssn ***-**-****");
+/// assert_eq!(event.data.to_value()["password"], "[REDACTED]");
+/// assert_eq!(event.data.to_value()["cards"][0]["number"], "[REDACTED]");
+/// assert_eq!(event.data.to_value()["cards"][0]["brand"], "visa");
+/// assert_eq!(event.data.to_value()["note"], "ssn ***-**-****");
 /// ```
 #[derive(Clone, Debug)]
 pub struct Redactor {
@@ -142,9 +142,14 @@ impl Redactor {
         if !self.is_active() {
             return;
         }
+        // The payload is kept as JSON text: parsed once, only when a data rule applies, and written
+        // back after every rule ran.
+        let mut data: Option<Value> = None;
         for f in &self.fields {
             match f {
-                Target::Data(path) => mask_at(&mut event.data, path),
+                Target::Data(path) => {
+                    mask_at(data.get_or_insert_with(|| event.data.to_value()), path);
+                }
                 Target::Metadata(Some(key)) => {
                     if let Some(v) = metadata_value(&mut event.metadata, key) {
                         REDACTED.clone_into(v);
@@ -156,7 +161,8 @@ impl Redactor {
         for (target, re, replacement) in &self.patterns {
             match target {
                 Target::Data(path) => {
-                    visit_at(&mut event.data, path, &mut |v| {
+                    let root = data.get_or_insert_with(|| event.data.to_value());
+                    visit_at(root, path, &mut |v| {
                         replace_strings(v, re, replacement);
                     });
                 }
@@ -171,6 +177,9 @@ impl Redactor {
                     }
                 }
             }
+        }
+        if let Some(data) = data {
+            event.data = data.into();
         }
     }
 }
@@ -341,7 +350,7 @@ mod tests {
         assert_eq!(e.metadata.user_id.as_deref(), Some(REDACTED));
         assert_eq!(e.metadata.extra["team"], REDACTED);
         // A path that is absent adds nothing.
-        assert!(e.data.get("absent").is_none());
+        assert!(e.data.to_value().get("absent").is_none());
     }
 
     #[test]
@@ -361,10 +370,10 @@ mod tests {
             })
             .data(json!({"a": "card 1234-5678", "b": [{"c": "1111-2222 and 3333-4444"}], "keep": "x", "n": 12345678}));
         r.apply(&mut e);
-        assert_eq!(e.data["a"], "card ####");
-        assert_eq!(e.data["b"][0]["c"], "#### and ####");
-        assert_eq!(e.data["keep"], "y");
-        assert_eq!(e.data["n"], 12_345_678);
+        assert_eq!(e.data.to_value()["a"], "card ####");
+        assert_eq!(e.data.to_value()["b"][0]["c"], "#### and ####");
+        assert_eq!(e.data.to_value()["keep"], "y");
+        assert_eq!(e.data.to_value()["n"], 12_345_678);
         assert_eq!(e.metadata.session_id.as_deref(), Some("s-abc"));
     }
 
@@ -378,7 +387,7 @@ mod tests {
         let r = Redactor::new(&cfg).unwrap();
         let mut e = Event::new("A").data(json!({"a": 1}));
         r.apply(&mut e);
-        assert_eq!(e.data["a"], 1);
+        assert_eq!(e.data.to_value()["a"], 1);
         assert!(!Redactor::disabled().is_active());
         cfg.enabled = true;
         cfg.fields = vec!["password".into()];

@@ -109,7 +109,7 @@ pub(crate) fn decode(row: &Row) -> Result<SequencedEvent, tokio_postgres::Error>
             timestamp: Some(row.try_get(3)?),
             tags: tags.into_iter().collect(),
             metadata: metadata.map(|m| m.0).unwrap_or_default(),
-            data: row.try_get(7)?,
+            data: row.try_get::<_, serde_json::Value>(7)?.into(),
         },
     })
 }
@@ -125,7 +125,7 @@ pub(crate) struct FoundRow {
     pub(crate) timestamp: i64,
     pub(crate) tags: Tags,
     pub(crate) metadata: Option<EventMetadata>,
-    pub(crate) data: serde_json::Value,
+    pub(crate) data: tamma_events::EventData,
 }
 
 impl FoundRow {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row};
-use tamma_events::{Event, EventMetadata, Query, ReadOptions, SequencedEvent, Tags};
+use tamma_events::{Event, EventData, EventMetadata, Query, ReadOptions, SequencedEvent, Tags};
 use uuid::Uuid;
 
 /// The newest schema version this build writes (`PRAGMA user_version`).
@@ -186,8 +186,9 @@ pub(crate) fn decode(r: &Row<'_>) -> rusqlite::Result<SequencedEvent> {
         Some(s) => serde_json::from_str(s).map_err(|e| conv(6, e))?,
         None => EventMetadata::default(),
     };
-    let data: serde_json::Value =
-        serde_json::from_str(r.get_ref(7)?.as_str()?).map_err(|e| conv(7, e))?;
+    // Kept as the text the writer stored (compact): only checked, never built into a tree.
+    let data =
+        EventData::from_stored(r.get_ref(7)?.as_str()?.to_owned()).map_err(|e| conv(7, e))?;
     Ok(SequencedEvent {
         position: to_u64(r.get(0)?),
         recorded_at: from_micros(r.get(4)?),

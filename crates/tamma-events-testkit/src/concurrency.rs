@@ -86,7 +86,7 @@ pub async fn linearizable_under_concurrency(store: Arc<dyn EventStore>) {
         let tag = e.event.tags.iter().next().expect("one tag").to_owned();
         let key = (e.event.event_type.clone(), tag);
         let expected = last_match.get(&key).copied().unwrap_or(0);
-        let seen = e.event.data["seen"].as_u64().expect("seen");
+        let seen = e.event.data.to_value()["seen"].as_u64().expect("seen");
         assert_eq!(
             seen, expected,
             "event at {} decided on {seen} but the last match before it was {expected}",

@@ -6,7 +6,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::Tags;
+use crate::{EventData, Tags};
 
 /// Where an event came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -101,9 +101,9 @@ pub struct Event {
     /// Who and what caused the event.
     #[serde(default)]
     pub metadata: EventMetadata,
-    /// The payload: any JSON value, opaque to the store.
+    /// The payload: any JSON value, opaque to the store (kept as JSON text, see [`EventData`]).
     #[serde(default)]
-    pub data: serde_json::Value,
+    pub data: EventData,
 }
 
 /// The longest event type, in bytes.
@@ -119,7 +119,7 @@ impl Event {
             timestamp: None,
             tags: Tags::new(),
             metadata: EventMetadata::default(),
-            data: serde_json::Value::Null,
+            data: EventData::null(),
         }
     }
 
@@ -144,10 +144,10 @@ impl Event {
         self
     }
 
-    /// Sets the payload.
+    /// Sets the payload (a `serde_json::Value`, e.g. from `json!`, or an [`EventData`]).
     #[must_use]
-    pub fn data(mut self, data: serde_json::Value) -> Self {
-        self.data = data;
+    pub fn data(mut self, data: impl Into<EventData>) -> Self {
+        self.data = data.into();
         self
     }
 
@@ -281,7 +281,7 @@ struct WireEventOut<'a> {
     recorded_at: &'a DateTime<Utc>,
     tags: &'a Tags,
     metadata: &'a EventMetadata,
-    data: &'a serde_json::Value,
+    data: &'a EventData,
 }
 
 #[derive(Deserialize)]
@@ -305,7 +305,7 @@ struct WireEventIn {
     #[serde(default)]
     metadata: EventMetadata,
     #[serde(default)]
-    data: serde_json::Value,
+    data: EventData,
 }
 
 impl Serialize for SequencedEvent {

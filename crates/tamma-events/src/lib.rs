@@ -40,6 +40,7 @@
 
 mod check;
 mod config;
+mod data;
 mod error;
 mod event;
 mod filter;
@@ -55,6 +56,7 @@ pub use config::{
     EventStorageConfig, EventsConfig, MemoryStorageConfig, PostgresStorageConfig,
     SqliteStorageConfig,
 };
+pub use data::EventData;
 pub use error::{BoxError, Error, Result};
 pub use event::{Event, EventMetadata, EventSource, MAX_TYPE_LEN, SequencedEvent};
 pub use filter::{EventFilter, glob_match, read_filtered};

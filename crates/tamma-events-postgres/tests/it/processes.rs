@@ -73,14 +73,14 @@ async fn two_processes_linearizable() {
         );
         let expected = last_match.get(&key).copied().unwrap_or(0);
         assert_eq!(
-            e.event.data["seen"].as_u64(),
+            e.event.data.to_value()["seen"].as_u64(),
             Some(expected),
             "event at {} decided on a stale read",
             e.position
         );
         last_match.insert(key, e.position);
         *processes
-            .entry(e.event.data["process"].as_u64().unwrap())
+            .entry(e.event.data.to_value()["process"].as_u64().unwrap())
             .or_insert(0) += 1;
         checked += 1;
     }
@@ -116,7 +116,7 @@ async fn two_processes_gap_free_delivery() {
         assert_eq!(e.position, expected, "every position once, in order");
         let writer = e.event.tags.iter().next().unwrap().to_owned();
         let i = next_i.entry(writer).or_insert(0);
-        assert_eq!(e.event.data["i"].as_u64(), Some(*i));
+        assert_eq!(e.event.data.to_value()["i"].as_u64(), Some(*i));
         *i += 1;
     }
     assert_eq!(store.head().await.unwrap(), 92);

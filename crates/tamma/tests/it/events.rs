@@ -291,7 +291,7 @@ fn export_streams_every_event_page_by_page_in_each_format() {
     let all: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(positions(&all), (1..=2500).collect::<Vec<u64>>());
     let stored: SequencedEvent = serde_json::from_value(all[7].clone()).unwrap();
-    assert_eq!(stored.event.data["n"], 7);
+    assert_eq!(stored.event.data.to_value()["n"], 7);
 
     // NDJSON to stdout, by DCB query.
     let o = node.events(
