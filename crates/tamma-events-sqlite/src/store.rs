@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, mpsc};
-use std::thread::JoinHandle;
+
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -18,6 +18,7 @@ use tamma_events::{
     subscription, validate_append_sized,
 };
 use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::{Error, backend};
@@ -82,7 +83,7 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     tx: Option<mpsc::Sender<Request>>,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     readers: Arc<Readers>,
     head_rx: watch::Receiver<u64>,
     shared: Arc<Shared>,
@@ -408,15 +409,24 @@ impl EventStore for SqliteStore {
 const READ_PAGE: u64 = 1000;
 
 fn read_pages(readers: Arc<Readers>, query: Query, options: ReadOptions) -> EventStream {
+    /// A page being read on the blocking pool: how many events it asked for, and the task.
+    type Ahead = (u64, JoinHandle<rusqlite::Result<Vec<SequencedEvent>>>);
     struct Cursor {
         options: ReadOptions,
         remaining: u64,
         done: bool,
+        /// The next page, already asked for while the caller goes through this one.
+        ahead: Option<Ahead>,
+    }
+    fn fetch(readers: &Arc<Readers>, query: &Query, options: ReadOptions, want: u64) -> Ahead {
+        let sql = schema::select(query, options, want);
+        (want, readers.spawn(move |conn| schema::run(conn, &sql)))
     }
     let start = Cursor {
         options,
         remaining: options.limit.unwrap_or(u64::MAX),
         done: false,
+        ahead: None,
     };
     let pages = futures::stream::try_unfold(start, move |mut c| {
         let readers = readers.clone();
@@ -425,9 +435,11 @@ fn read_pages(readers: Arc<Readers>, query: Query, options: ReadOptions) -> Even
             if c.done || c.remaining == 0 {
                 return Ok::<_, tamma_events::Error>(None);
             }
-            let want = c.remaining.min(READ_PAGE);
-            let sql = schema::select(&query, c.options, want);
-            let page = readers.run(move |conn| schema::run(conn, &sql)).await?;
+            let (want, task) = match c.ahead.take() {
+                Some(ahead) => ahead,
+                None => fetch(&readers, &query, c.options, c.remaining.min(READ_PAGE)),
+            };
+            let page = task.await.map_err(joined)?.map_err(backend)?;
             c.remaining -= page.len() as u64;
             c.done = (page.len() as u64) < want;
             if let Some(last) = page.last() {
@@ -441,12 +453,25 @@ fn read_pages(readers: Arc<Readers>, query: Query, options: ReadOptions) -> Even
                     _ => c.done = true,
                 }
             }
+            // A long read decodes its next page while the caller goes through this one.
+            if !c.done && c.remaining > 0 {
+                c.ahead = Some(fetch(
+                    &readers,
+                    &query,
+                    c.options,
+                    c.remaining.min(READ_PAGE),
+                ));
+            }
             metrics::counter!(m::EVENTS_READ_TOTAL, "store" => "sqlite")
                 .increment(page.len() as u64);
             Ok(Some((futures::stream::iter(page.into_iter().map(Ok)), c)))
         }
     });
     Box::pin(pages.try_flatten().boxed())
+}
+
+fn joined(e: tokio::task::JoinError) -> tamma_events::Error {
+    tamma_events::Error::backend(e, false)
 }
 
 /// Reader connections, opened on demand and kept for reuse.
@@ -475,26 +500,32 @@ impl Readers {
         Ok(conn)
     }
 
-    /// Runs `f` on a reader connection on the blocking pool.
-    async fn run<T: Send + 'static>(
+    /// Starts `f` on a reader connection on the blocking pool.
+    fn spawn<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> tamma_events::Result<T> {
+    ) -> JoinHandle<rusqlite::Result<T>> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match this.idle.lock().pop() {
                 Some(c) => c,
-                None => this.open().map_err(backend)?,
+                None => this.open()?,
             };
-            let out = f(&conn).map_err(backend);
+            let out = f(&conn);
             let mut idle = this.idle.lock();
             if idle.len() < MAX_IDLE_READERS {
                 idle.push(conn);
             }
             out
         })
-        .await
-        .map_err(|e| tamma_events::Error::backend(e, false))?
+    }
+
+    /// Runs `f` on a reader connection on the blocking pool.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> tamma_events::Result<T> {
+        self.spawn(f).await.map_err(joined)?.map_err(backend)
     }
 }
 

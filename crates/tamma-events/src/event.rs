@@ -24,7 +24,8 @@ pub enum EventSource {
 ///
 /// `correlationId` groups every event of one piece of work (a workflow run, a request and all it caused);
 /// `causationId` is the id of the event (or request) that directly caused this one.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+// `Deserialize` is written by hand below: the derived one buffers every entry because of `flatten`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventMetadata {
     /// Version of the workflow definition that produced the event.
@@ -51,6 +52,71 @@ pub struct EventMetadata {
     /// Free string keys.
     #[serde(flatten)]
     pub extra: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for EventMetadata {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use std::borrow::Cow;
+
+        use serde::de::{MapAccess, Visitor};
+
+        /// A key, borrowed from the input when it can be.
+        struct Key<'de>(Cow<'de, str>);
+        impl<'de> Deserialize<'de> for Key<'de> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct K;
+                impl<'de> Visitor<'de> for K {
+                    type Value = Key<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a metadata key")
+                    }
+                    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                        Ok(Key(Cow::Borrowed(v)))
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                        Ok(Key(Cow::Owned(v.to_owned())))
+                    }
+                    fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                        Ok(Key(Cow::Owned(v)))
+                    }
+                }
+                d.deserialize_str(K)
+            }
+        }
+
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EventMetadata;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventMetadata, A::Error> {
+                let mut m = EventMetadata::default();
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    let slot = match &*key {
+                        "workflowVersion" => &mut m.workflow_version,
+                        "userId" => &mut m.user_id,
+                        "sessionId" => &mut m.session_id,
+                        "requestId" => &mut m.request_id,
+                        "correlationId" => &mut m.correlation_id,
+                        "causationId" => &mut m.causation_id,
+                        "eventSource" => {
+                            m.event_source = map.next_value()?;
+                            continue;
+                        }
+                        _ => {
+                            let value: String = map.next_value()?;
+                            m.extra.insert(key.into_owned(), value);
+                            continue;
+                        }
+                    };
+                    *slot = map.next_value()?;
+                }
+                Ok(m)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl EventMetadata {
@@ -446,5 +512,35 @@ mod tests {
             );
             assert_eq!(parts, e.encoded_size(), "{e:?}");
         }
+    }
+
+    #[test]
+    fn metadata_reads_standard_and_free_keys() {
+        let m: EventMetadata = serde_json::from_str(
+            r#"{"workflowVersion":"3","eventSource":"plugin","userId":"u","sessionId":"s",
+                "requestId":"r","correlationId":"c","causationId":null,"te\u0061m":"a","zone":"eu"}"#,
+        )
+        .unwrap();
+        assert_eq!(m.workflow_version.as_deref(), Some("3"));
+        assert_eq!(m.event_source, Some(EventSource::Plugin));
+        assert_eq!(
+            (m.user_id.as_deref(), m.session_id.as_deref()),
+            (Some("u"), Some("s"))
+        );
+        assert_eq!(m.request_id.as_deref(), Some("r"));
+        assert_eq!(m.correlation_id.as_deref(), Some("c"));
+        assert_eq!(m.causation_id, None);
+        assert_eq!(m.extra.len(), 2);
+        assert_eq!(m.extra["team"], "a");
+        // Round trip through the serialized form.
+        let again: EventMetadata =
+            serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(again, m);
+        // Free keys hold strings; a standard key holds its type.
+        let e = serde_json::from_str::<EventMetadata>(r#"{"team": 7}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid type: integer `7`"), "{e}");
+        let e = serde_json::from_str::<EventMetadata>(r#"{"eventSource": "robot"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `robot`"), "{e}");
+        assert!(serde_json::from_str::<EventMetadata>("[]").is_err());
     }
 }
