@@ -186,9 +186,8 @@ pub(crate) fn decode(r: &Row<'_>) -> rusqlite::Result<SequencedEvent> {
         Some(s) => serde_json::from_str(s).map_err(|e| conv(6, e))?,
         None => EventMetadata::default(),
     };
-    // Kept as the text the writer stored (compact): only checked, never built into a tree.
-    let data =
-        EventData::from_stored(r.get_ref(7)?.as_str()?.to_owned()).map_err(|e| conv(7, e))?;
+    // The text the writer stored from a checked payload: copied, never parsed.
+    let data = EventData::from_trusted(r.get_ref(7)?.as_str()?.to_owned());
     Ok(SequencedEvent {
         position: to_u64(r.get(0)?),
         recorded_at: from_micros(r.get(4)?),
@@ -207,6 +206,8 @@ pub(crate) fn decode(r: &Row<'_>) -> rusqlite::Result<SequencedEvent> {
 pub(crate) struct Sql {
     pub(crate) text: String,
     pub(crate) params: Vec<Value>,
+    /// The most rows it selects.
+    pub(crate) limit: u64,
 }
 
 /// The SQL selecting events of `query` as `options` say, capped at `limit` rows.
@@ -265,6 +266,7 @@ fn select_columns(
         return Sql {
             text,
             params: params(query, options),
+            limit,
         };
     }
     let sql = build_sql(query, options, limit, columns, positions_only);
@@ -347,7 +349,11 @@ fn build_sql(
             parts.join(" UNION ")
         )
     };
-    Sql { text, params }
+    Sql {
+        text,
+        params,
+        limit,
+    }
 }
 
 /// `FROM`, `WHERE` and the position column to order by, of one item; the event table is aliased `e`.
@@ -403,8 +409,13 @@ fn item_sql(
 /// Runs a [`select`].
 pub(crate) fn run(conn: &Connection, sql: &Sql) -> rusqlite::Result<Vec<SequencedEvent>> {
     let mut stmt = conn.prepare_cached(&sql.text)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(sql.params.iter()), decode)?;
-    rows.collect()
+    let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
+    // Sized for a full page up front: growing a vector of events copies every event again.
+    let mut out = Vec::with_capacity(usize::try_from(sql.limit.min(1024)).unwrap_or(1024));
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
 }
 
 /// The event stored under `id`, if any.

@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 
 /// An event's payload: any JSON value, kept as its compact JSON text.
 ///
-/// The store never looks inside a payload, so it keeps the text: reading an event back costs one
-/// validation pass over the text instead of building a tree of maps and strings, and the payload is
+/// The store never looks inside a payload, so it keeps the text: reading an event back costs a copy of
+/// the text instead of building a tree of maps and strings, and the payload is
 /// written out (to HTTP clients, exports, subscribers) as it was stored, keys in their order. Build one from a [`serde_json::Value`] (`json!` works with [`crate::Event::data`]) or from
 /// anything serializable; read it with [`EventData::parse`] into your own type, or
 /// [`EventData::to_value`].
@@ -35,7 +35,7 @@ use serde_json::value::RawValue;
 /// assert_eq!(data.parse::<Progress>().unwrap().step, 3);
 /// ```
 #[derive(Clone)]
-pub struct EventData(Box<RawValue>);
+pub struct EventData(Box<str>);
 
 /// `null`, as a compact JSON text.
 const NULL: &str = "null";
@@ -44,8 +44,7 @@ impl EventData {
     /// The payload `null`.
     #[must_use]
     pub fn null() -> Self {
-        // "null" is valid JSON.
-        Self(RawValue::from_string(NULL.to_owned()).unwrap_or_else(|_| unreachable!()))
+        Self(NULL.into())
     }
 
     /// The payload `value` serializes to.
@@ -53,7 +52,7 @@ impl EventData {
     /// # Errors
     /// When `value` cannot be represented as JSON (a map with non-string keys, a failing `Serialize`).
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Self> {
-        serde_json::value::to_raw_value(value).map(Self)
+        serde_json::to_string(value).map(|s| Self(s.into_boxed_str()))
     }
 
     /// A payload from its JSON text, as a store wrote it: the text is checked to be one JSON value, and
@@ -63,7 +62,18 @@ impl EventData {
     /// # Errors
     /// When `json` is not one valid JSON value.
     pub fn from_stored(json: String) -> serde_json::Result<Self> {
-        RawValue::from_string(json).map(Self)
+        serde_json::from_str::<&RawValue>(&json)?;
+        Ok(Self(json.into_boxed_str()))
+    }
+
+    /// A payload from JSON text a store wrote itself from [`EventData::as_json`], taken without
+    /// checking it again (reading a large store back is then a copy, not a parse). Text that is not
+    /// valid JSON is not caught here: writing such a payload out with `serde_json` fails, and
+    /// [`EventData::to_value`] gives `null`. Anything not written by a store goes through
+    /// [`EventData::from_stored`] or [`EventData::from_json`].
+    #[must_use]
+    pub fn from_trusted(json: String) -> Self {
+        Self(json.into_boxed_str())
     }
 
     /// A payload from any JSON text, made compact (whitespace outside strings removed, key order kept,
@@ -79,7 +89,7 @@ impl EventData {
     /// The compact JSON text.
     #[must_use]
     pub fn as_json(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// Whether the payload is `null`.
@@ -99,8 +109,8 @@ impl EventData {
     /// The payload as a [`serde_json::Value`].
     #[must_use]
     pub fn to_value(&self) -> Value {
-        // The text is valid JSON (checked when the payload was made), so parsing it into a `Value`
-        // cannot fail; `Null` only stands in for the impossible.
+        // The text is valid JSON (checked when the payload was made, or written by a store from such
+        // a payload), so parsing cannot fail; `Null` only stands in for a damaged store.
         self.parse().unwrap_or(Value::Null)
     }
 }
@@ -150,8 +160,9 @@ impl fmt::Display for EventData {
 
 impl Serialize for EventData {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // serde_json (text, `to_value`, `to_writer`) writes the kept text as it is.
-        self.0.serialize(s)
+        // serde_json (text, `to_value`, `to_writer`) writes the kept text as it is, checked on the way.
+        let raw: &RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
     }
 }
 
@@ -204,6 +215,10 @@ mod tests {
     #[test]
     fn stored_text_is_checked() {
         assert!(EventData::from_stored("{\"a\":1}".into()).is_ok());
+        // Trusted text is checked only when written out.
+        let damaged = EventData::from_trusted("{\"a\":".into());
+        assert!(serde_json::to_string(&damaged).is_err());
+        assert_eq!(damaged.to_value(), Value::Null);
         let e = EventData::from_stored("{\"a\":".into()).unwrap_err();
         assert!(e.to_string().contains("EOF"), "{e}");
         assert!(EventData::from_json("nope").is_err());
