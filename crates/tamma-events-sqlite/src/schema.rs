@@ -175,13 +175,28 @@ pub(crate) fn encode(events: &[Event]) -> Encoded {
     Encoded { buf, rows }
 }
 
+/// Tags from the JSON array the writer stored. A compact array of strings without a backslash (the
+/// tags of almost every event) is split without a JSON parser: with no escapes, no string can hold a
+/// quote, so `","` only ever separates two tags. Anything else goes through `serde_json`.
+fn tags_from_json(text: &str) -> serde_json::Result<Tags> {
+    if text == "[]" {
+        return Ok(Tags::new());
+    }
+    if !text.contains('\\')
+        && let Some(inner) = text.strip_prefix("[\"").and_then(|t| t.strip_suffix("\"]"))
+    {
+        return Ok(inner.split("\",\"").collect());
+    }
+    serde_json::from_str(text)
+}
+
 /// Reads one row selected with [`COLUMNS`].
 pub(crate) fn decode(r: &Row<'_>) -> rusqlite::Result<SequencedEvent> {
     let conv = |i: usize, e: serde_json::Error| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     };
     let id: [u8; 16] = r.get(1)?;
-    let tags: Tags = serde_json::from_str(r.get_ref(5)?.as_str()?).map_err(|e| conv(5, e))?;
+    let tags = tags_from_json(r.get_ref(5)?.as_str()?).map_err(|e| conv(5, e))?;
     let metadata: EventMetadata = match r.get_ref(6)?.as_str_or_null()? {
         Some(s) => serde_json::from_str(s).map_err(|e| conv(6, e))?,
         None => EventMetadata::default(),
@@ -428,6 +443,23 @@ pub(crate) fn get(conn: &Connection, id: &Uuid) -> rusqlite::Result<Option<Seque
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stored_tags_split_or_parse() {
+        use tamma_events::Tags;
+        for tags in [
+            Tags::new(),
+            Tags::from(["a:1"]),
+            Tags::from(["kind:bench", "writer:7", "z"]),
+            Tags::from(["quote:\"", "comma:\",\"", "back:\\", "nl:\n", "plain:x"]),
+            Tags::from(["unicode:é✓"]),
+        ] {
+            let text = serde_json::to_string(&tags).unwrap();
+            assert_eq!(super::tags_from_json(&text).unwrap(), tags, "{text}");
+        }
+        assert!(super::tags_from_json("[\"a\"").is_err());
+        assert!(super::tags_from_json("{}").is_ok_and(|t| t.is_empty()));
+    }
+
     use super::*;
     use tamma_events::QueryItem;
 
