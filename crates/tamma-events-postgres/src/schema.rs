@@ -1,7 +1,7 @@
 //! The database layout: versioned migrations, the SQL a query becomes, and rows to and from events.
 
 use chrono::{DateTime, Utc};
-use tamma_events::{Event, EventMetadata, Query, SequencedEvent, Tags};
+use tamma_events::{Event, EventData, EventMetadata, Query, SequencedEvent, Tags};
 use tokio_postgres::Row;
 use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
@@ -34,7 +34,7 @@ pub(crate) const HEAD_SQL: &str = "SELECT tamma_head()";
 
 /// The columns every event read selects, in the order [`decode`] expects.
 const COLUMNS: &str =
-    "e.position, e.id, e.type, e.timestamp, e.recorded_at, e.tags, e.metadata, e.data";
+    "e.position, e.id, e.type, e.timestamp, e.recorded_at, e.tags, e.metadata, e.data::text";
 
 /// Applies every pending migration, serialised across processes by an advisory lock, all in one
 /// transaction (PostgreSQL DDL is transactional: a failed start leaves the schema as it was).
@@ -109,7 +109,9 @@ pub(crate) fn decode(row: &Row) -> Result<SequencedEvent, tokio_postgres::Error>
             timestamp: Some(row.try_get(3)?),
             tags: tags.into_iter().collect(),
             metadata: metadata.map(|m| m.0).unwrap_or_default(),
-            data: row.try_get::<_, serde_json::Value>(7)?.into(),
+            // The `json` column keeps the compact text the writer sent (PostgreSQL checked it on
+            // insert): taken as it is, never parsed.
+            data: EventData::from_trusted(row.try_get(7)?),
         },
     })
 }
