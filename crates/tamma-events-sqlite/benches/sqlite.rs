@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use hdrhistogram::Histogram;
 use tamma_events::{
-    AppendCondition, Event, EventMetadata, EventSource, EventStore, Query, QueryItem, ReadOptions,
+    AppendCondition, Event, EventData, EventMetadata, EventSource, EventStore, Query, QueryItem,
+    ReadOptions,
 };
 use tamma_events_sqlite::{SqliteOptions, SqliteStore};
 
@@ -34,10 +35,41 @@ fn event(tag_a: &str, tag_b: &str, i: u64) -> Event {
         request_id: Some(format!("req-{i}")),
         ..EventMetadata::default()
     };
-    Event::new("TASK.PROGRESSED").tag(tag_a).tag(tag_b).metadata(metadata).data(serde_json::json!({
-        "step": i, "status": "running", "message": "processed another chunk of the input file without errors",
-        "progress": {"done": i, "total": 1_000_000u64}, "worker": "worker-07.example.internal", "attempt": 1
-    }))
+    // The payload as a Rust producer writes one: its own type, serialized once into the event's
+    // JSON text (`{"step":…,"status":"running",…}`, 197 bytes).
+    let data = EventData::from_serialize(&Progress {
+        step: i,
+        status: "running",
+        message: "processed another chunk of the input file without errors",
+        progress: Done {
+            done: i,
+            total: 1_000_000,
+        },
+        worker: "worker-07.example.internal",
+        attempt: 1,
+    })
+    .unwrap();
+    Event::new("TASK.PROGRESSED")
+        .tag(tag_a)
+        .tag(tag_b)
+        .metadata(metadata)
+        .data(data)
+}
+
+#[derive(serde::Serialize)]
+struct Progress {
+    step: u64,
+    status: &'static str,
+    message: &'static str,
+    progress: Done,
+    worker: &'static str,
+    attempt: u32,
+}
+
+#[derive(serde::Serialize)]
+struct Done {
+    done: u64,
+    total: u64,
 }
 
 fn cpu_seconds() -> f64 {
