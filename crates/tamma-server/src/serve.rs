@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::error::{Error, Result};
@@ -26,7 +27,8 @@ pub async fn bind(listen: &str) -> Result<TcpListener> {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
-/// requests finish.
+/// requests finish. Accepted connections have `TCP_NODELAY` set (`axum::serve` leaves Nagle's
+/// algorithm on), so a response is sent as soon as it is written.
 ///
 /// # Errors
 /// [`Error::Serve`] when the accept loop fails.
@@ -35,6 +37,11 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::trace!(error = %e, "TCP_NODELAY could not be set on an accepted connection");
+        }
+    });
     axum::serve(listener, router.into_make_service())
         .with_graceful_shutdown(shutdown)
         .await
