@@ -217,6 +217,110 @@ pub(crate) fn decode(r: &Row<'_>) -> rusqlite::Result<SequencedEvent> {
     })
 }
 
+/// One page of rows copied out of SQLite on the blocking pool: every text column in one buffer. The
+/// reader's task decodes the events from it as it takes them ([`RawPage::into_events`]), so the
+/// allocations of an event happen on the thread that later frees it, and the blocking thread only
+/// steps SQLite and copies bytes (two threads allocating and freeing each other's memory contend on
+/// the allocator's locks).
+pub(crate) struct RawPage {
+    buf: String,
+    rows: Vec<RawRow>,
+}
+
+/// Where one row's columns are.
+struct RawRow {
+    position: i64,
+    id: [u8; 16],
+    timestamp: i64,
+    recorded_at: i64,
+    event_type: std::ops::Range<usize>,
+    tags: std::ops::Range<usize>,
+    metadata: Option<std::ops::Range<usize>>,
+    data: std::ops::Range<usize>,
+}
+
+impl RawPage {
+    /// How many rows.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The position of the last row.
+    pub(crate) fn last_position(&self) -> Option<u64> {
+        self.rows.last().map(|r| to_u64(r.position))
+    }
+
+    /// The events, decoded one by one as they are taken.
+    pub(crate) fn into_events(self) -> impl Iterator<Item = tamma_events::Result<SequencedEvent>> {
+        let Self { buf, rows } = self;
+        rows.into_iter().map(move |r| r.decode(&buf))
+    }
+}
+
+impl RawRow {
+    fn decode(self, buf: &str) -> tamma_events::Result<SequencedEvent> {
+        let damaged = |column: &str, e: serde_json::Error| {
+            tamma_events::Error::backend(
+                format!(
+                    "the stored event at position {} has damaged {column}: {e}",
+                    self.position
+                ),
+                false,
+            )
+        };
+        let tags = tags_from_json(&buf[self.tags.clone()]).map_err(|e| damaged("tags", e))?;
+        let metadata: EventMetadata = match &self.metadata {
+            Some(m) => serde_json::from_str(&buf[m.clone()]).map_err(|e| damaged("metadata", e))?,
+            None => EventMetadata::default(),
+        };
+        Ok(SequencedEvent {
+            position: to_u64(self.position),
+            recorded_at: from_micros(self.recorded_at),
+            event: Event {
+                id: Uuid::from_bytes(self.id),
+                event_type: buf[self.event_type.clone()].to_owned(),
+                timestamp: Some(from_micros(self.timestamp)),
+                tags,
+                metadata,
+                // The text the writer stored from a checked payload: copied, never parsed.
+                data: EventData::from_trusted(buf[self.data.clone()].to_owned()),
+            },
+        })
+    }
+}
+
+/// Copies `s` to the end of `buf`, returning where it is.
+fn push(buf: &mut String, s: &str) -> std::ops::Range<usize> {
+    let start = buf.len();
+    buf.push_str(s);
+    start..buf.len()
+}
+
+/// Runs a [`select`], copying the rows into a [`RawPage`].
+pub(crate) fn run_raw(conn: &Connection, sql: &Sql) -> rusqlite::Result<RawPage> {
+    let mut stmt = conn.prepare_cached(&sql.text)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
+    let cap = usize::try_from(sql.limit.min(1024)).unwrap_or(1024);
+    let mut page = RawPage {
+        buf: String::with_capacity(cap * 384),
+        rows: Vec::with_capacity(cap),
+    };
+    while let Some(r) = rows.next()? {
+        let buf = &mut page.buf;
+        page.rows.push(RawRow {
+            position: r.get(0)?,
+            id: r.get(1)?,
+            event_type: push(buf, r.get_ref(2)?.as_str()?),
+            timestamp: r.get(3)?,
+            recorded_at: r.get(4)?,
+            tags: push(buf, r.get_ref(5)?.as_str()?),
+            metadata: r.get_ref(6)?.as_str_or_null()?.map(|m| push(buf, m)),
+            data: push(buf, r.get_ref(7)?.as_str()?),
+        });
+    }
+    Ok(page)
+}
+
 /// A query as SQL with its parameters.
 pub(crate) struct Sql {
     pub(crate) text: String,
@@ -419,18 +523,6 @@ fn item_sql(
         wher.push(format!("e.type IN ({})", list.join(", ")));
     }
     (from, wher.join(" AND "), pos)
-}
-
-/// Runs a [`select`].
-pub(crate) fn run(conn: &Connection, sql: &Sql) -> rusqlite::Result<Vec<SequencedEvent>> {
-    let mut stmt = conn.prepare_cached(&sql.text)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
-    // Sized for a full page up front: growing a vector of events copies every event again.
-    let mut out = Vec::with_capacity(usize::try_from(sql.limit.min(1024)).unwrap_or(1024));
-    while let Some(row) = rows.next()? {
-        out.push(decode(row)?);
-    }
-    Ok(out)
 }
 
 /// The event stored under `id`, if any.

@@ -345,7 +345,8 @@ impl EventStore for SqliteStore {
                 let readers = readers.clone();
                 Box::pin(async move {
                     let sql = schema::select(&q, ReadOptions::forwards().from(from), limit);
-                    let page = readers.run(move |c| schema::run(c, &sql)).await?;
+                    let page = readers.run(move |c| schema::run_raw(c, &sql)).await?;
+                    let page: Vec<SequencedEvent> = page.into_events().collect::<Result<_, _>>()?;
                     metrics::counter!(m::EVENTS_SUBSCRIBED_TOTAL).increment(page.len() as u64);
                     Ok(page)
                 })
@@ -410,7 +411,7 @@ const READ_PAGE: u64 = 1000;
 
 fn read_pages(readers: Arc<Readers>, query: Query, options: ReadOptions) -> EventStream {
     /// A page being read on the blocking pool: how many events it asked for, and the task.
-    type Ahead = (u64, JoinHandle<rusqlite::Result<Vec<SequencedEvent>>>);
+    type Ahead = (u64, JoinHandle<rusqlite::Result<schema::RawPage>>);
     struct Cursor {
         options: ReadOptions,
         remaining: u64,
@@ -420,7 +421,7 @@ fn read_pages(readers: Arc<Readers>, query: Query, options: ReadOptions) -> Even
     }
     fn fetch(readers: &Arc<Readers>, query: &Query, options: ReadOptions, want: u64) -> Ahead {
         let sql = schema::select(query, options, want);
-        (want, readers.spawn(move |conn| schema::run(conn, &sql)))
+        (want, readers.spawn(move |conn| schema::run_raw(conn, &sql)))
     }
     let start = Cursor {
         options,
@@ -442,11 +443,11 @@ fn read_pages(readers: Arc<Readers>, query: Query, options: ReadOptions) -> Even
             let page = task.await.map_err(joined)?.map_err(backend)?;
             c.remaining -= page.len() as u64;
             c.done = (page.len() as u64) < want;
-            if let Some(last) = page.last() {
+            if let Some(last) = page.last_position() {
                 let next = if c.options.backwards {
-                    last.position.checked_sub(1)
+                    last.checked_sub(1)
                 } else {
-                    last.position.checked_add(1)
+                    last.checked_add(1)
                 };
                 match next {
                     Some(n) if n > 0 => c.options.from = Some(n),
@@ -464,7 +465,7 @@ fn read_pages(readers: Arc<Readers>, query: Query, options: ReadOptions) -> Even
             }
             metrics::counter!(m::EVENTS_READ_TOTAL, "store" => "sqlite")
                 .increment(page.len() as u64);
-            Ok(Some((futures::stream::iter(page.into_iter().map(Ok)), c)))
+            Ok(Some((futures::stream::iter(page.into_events()), c)))
         }
     });
     Box::pin(pages.try_flatten().boxed())
