@@ -60,7 +60,7 @@ impl Request {
                 }
                 Some(json)
             });
-            data.push(to_json(&e.data)?);
+            data.push(e.data.as_json().to_owned());
         }
         let (reply, rx) = oneshot::channel();
         Ok((

@@ -167,7 +167,12 @@ pub(crate) fn encode(events: &[Event]) -> Encoded {
             } else {
                 json_into(&mut buf, &e.metadata, "{}")
             },
-            data: json_into(&mut buf, &e.data, "null"),
+            // Already JSON text: copied, not serialized (which would check it again).
+            data: {
+                let start = buf.len();
+                buf.extend_from_slice(e.data.as_json().as_bytes());
+                start..buf.len()
+            },
         })
         .collect();
     // serde_json writes only valid UTF-8, so this never takes the fallback.
