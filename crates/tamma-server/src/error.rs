@@ -27,9 +27,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The accept loop failed.
-    #[error("server failed: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// `Result` with [`Error`].

@@ -3,8 +3,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::error::{Error, Result};
@@ -27,25 +31,65 @@ pub async fn bind(listen: &str) -> Result<TcpListener> {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets in-flight
-/// requests finish. Accepted connections have `TCP_NODELAY` set (`axum::serve` leaves Nagle's
-/// algorithm on), so a response is sent as soon as it is written.
+/// requests finish (idle keep-alive connections are closed; a connection in the middle of a request
+/// closes after answering it).
+///
+/// HTTP/1.1 through hyper directly rather than `axum::serve`, for two settings a probe-heavy server
+/// wants: `TCP_NODELAY` on accepted connections (a response leaves as soon as it is written), and
+/// each response's head and body written with one `write` (no vectored write for a few bytes).
+///
+/// Accept errors never end it: a failed connection is skipped, anything else (out of file
+/// descriptors) is logged and retried a second later.
 ///
 /// # Errors
-/// [`Error::Serve`] when the accept loop fails.
+/// None today: it returns `Ok` once shut down. The `Result` leaves room for setup that can fail.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let listener = listener.tap_io(|tcp| {
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.writev(false).timer(TokioTimer::new());
+    let service = TowerToHyperService::new(router);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, as axum::serve does, rather than spin.
+                    tracing::error!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::trace!(error = %e, "TCP_NODELAY could not be set on an accepted connection");
         }
-    });
-    axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Serve)
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::trace!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Errors of one connection that leave the listener fine.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Resolves on SIGINT or SIGTERM (Ctrl-C elsewhere).
