@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -50,7 +50,9 @@ pub async fn serve(
 ) -> Result<()> {
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.writev(false).timer(TokioTimer::new());
+    // No timer: like `axum::serve`, no per-request header-read deadline (arming one costs a
+    // timer-wheel entry per request).
+    http.writev(false);
     let service = TowerToHyperService::new(router);
     tokio::pin!(shutdown);
     loop {
