@@ -6,8 +6,16 @@
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use tamma_events::{AppendCondition, Error, Event, EventStore, Query, QueryItem, ReadOptions};
+use tamma_events::{
+    AppendCondition, Error, Event, EventData, EventStore, Query, QueryItem, ReadOptions,
+};
 use tamma_events_sqlite::{SqliteOptions, SqliteStore};
+
+/// What a claim says, as this service writes and reads it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claim {
+    by: String,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,10 +40,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .try_collect::<Vec<_>>()
         .await?;
     let after = seen.first().map_or(0, |e| e.position);
+    // The payload from our own type, serialized once; the store keeps it as JSON text.
     let claim = Event::new("TASK.CLAIMED")
         .tag("task:t-1")
         .tag("workflow:wf-1")
-        .data(serde_json::json!({"by": "w-1"}));
+        .data(EventData::from_serialize(&Claim { by: "w-1".into() })?);
     let r = store
         .append(
             vec![claim.clone()],
@@ -69,7 +78,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .try_collect::<Vec<_>>()
         .await?
     {
-        println!("read {} {}", e.position, e.event.event_type);
+        // Payloads are parsed only when asked: into our type, here.
+        match e.event.data.parse::<Claim>() {
+            Ok(c) => println!("read {} {} by {}", e.position, e.event.event_type, c.by),
+            Err(_) => println!("read {} {}", e.position, e.event.event_type),
+        }
     }
     for _ in 0..2 {
         let e = tokio::time::timeout(Duration::from_secs(5), live.next())
