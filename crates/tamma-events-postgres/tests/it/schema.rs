@@ -243,3 +243,82 @@ async fn conditions_agree_with_the_reference_store() {
         "both outcomes exercised: {passed} passed, {failed} failed"
     );
 }
+
+/// One call of `tamma_append` is one group commit: the condition of each append sees the appends before
+/// it in the same call, by tag, by type, by type and tags, and through the empty query; rejected
+/// appends take no position.
+#[tokio::test]
+async fn conditions_see_earlier_appends_of_the_same_batch() {
+    let db = TestDb::create().await;
+    drop(db.store().await);
+    let c = db.client().await;
+    let ids: Vec<uuid::Uuid> = (0..7).map(|_| uuid::Uuid::now_v7()).collect();
+    let none: Option<i64> = None;
+    let rows = c
+        .query(
+            "SELECT o_status, o_first, o_conflict FROM tamma_append(
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9,
+                 array_fill(NULL::timestamptz, ARRAY[7]), $10, $11, $12,
+                 array_fill(NULL::text, ARRAY[7]), array_fill('null'::text, ARRAY[7]))",
+            &[
+                &vec![1i32; 7],
+                &vec![none, Some(0), Some(0), Some(0), Some(0), Some(1), Some(2)],
+                &vec![0i32, 1, 1, 0, 1, 1, 1],
+                &vec![0i32, 1, 0, 1, 0],
+                &vec![1i32, 0, 1, 2, 1],
+                &vec!["A", "D"],
+                &vec!["x:1", "z:1", "x:1", "z:1", "x:1"],
+                &ids,
+                &vec!["A", "B", "B", "C", "D", "E", "F"],
+                &vec![0i32, 1, 2, 2, 2, 4, 4],
+                &vec![1i32, 1, 0, 0, 2, 0, 0],
+                &vec!["x:1", "y:1", "x:1", "z:1"],
+            ],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i16, Option<i64>, Option<i64>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, Some(1), None), // A [x:1]
+            (1, None, Some(1)), // tag x:1 after 0: the first append of the batch
+            (1, None, Some(1)), // type A after 0
+            (1, None, Some(1)), // anything after 0
+            (0, Some(2), None), // tag z:1 after 0: nothing
+            (1, None, Some(2)), // type D with x:1 and z:1 after 1: the fifth append
+            (0, Some(3), None), // tag x:1 after 2: nothing
+        ]
+    );
+    let stored: Vec<(i64, String)> = c
+        .query(
+            "SELECT position, type FROM tamma_events ORDER BY position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![(1, "A".into()), (2, "D".into()), (3, "F".into())]
+    );
+    let tags: Vec<(String, i64)> = c
+        .query(
+            "SELECT tag, position FROM tamma_event_tags ORDER BY position, tag",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        tags,
+        vec![("x:1".into(), 1), ("x:1".into(), 2), ("z:1".into(), 2)]
+    );
+}
