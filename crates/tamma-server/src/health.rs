@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -257,8 +257,18 @@ fn respond(rendered: Rendered, refresh: Option<Refresh>) -> Response {
     response
 }
 
-async fn answer(state: &HealthState, pairs: Vec<(String, String)>, route: Route) -> Response {
-    let params = Params::parse(pairs);
+async fn answer(state: &HealthState, query: Option<String>, route: Route) -> Response {
+    // A probe sends no query: nothing to parse then.
+    let params = match query.as_deref() {
+        None | Some("") => Params::default(),
+        Some(q) => Params::parse(
+            Query::<Vec<(String, String)>>::try_from_uri(
+                &format!("/?{q}").parse().unwrap_or_default(),
+            )
+            .map(|Query(pairs)| pairs)
+            .unwrap_or_default(),
+        ),
+    };
     let fresh = params.fresh;
     let key = Key::new(route, params);
     if !fresh && let Some(kept) = state.kept.get(&key) {
@@ -279,25 +289,16 @@ async fn answer(state: &HealthState, pairs: Vec<(String, String)>, route: Route)
     respond(rendered, refresh)
 }
 
-async fn full(
-    State(state): State<HealthState>,
-    Query(pairs): Query<Vec<(String, String)>>,
-) -> Response {
-    answer(&state, pairs, Route::Full).await
+async fn full(State(state): State<HealthState>, RawQuery(query): RawQuery) -> Response {
+    answer(&state, query, Route::Full).await
 }
 
-async fn live(
-    State(state): State<HealthState>,
-    Query(pairs): Query<Vec<(String, String)>>,
-) -> Response {
-    answer(&state, pairs, Route::Live).await
+async fn live(State(state): State<HealthState>, RawQuery(query): RawQuery) -> Response {
+    answer(&state, query, Route::Live).await
 }
 
-async fn ready(
-    State(state): State<HealthState>,
-    Query(pairs): Query<Vec<(String, String)>>,
-) -> Response {
-    answer(&state, pairs, Route::Ready).await
+async fn ready(State(state): State<HealthState>, RawQuery(query): RawQuery) -> Response {
+    answer(&state, query, Route::Ready).await
 }
 
 #[cfg(test)]
