@@ -293,32 +293,29 @@ async fn conditions_see_earlier_appends_of_the_same_batch() {
             (0, Some(3), None), // tag x:1 after 2: nothing
         ]
     );
-    let stored: Vec<(i64, String)> = c
+    let stored = c
         .query(
-            "SELECT position, type FROM tamma_events ORDER BY position",
+            "SELECT position::text, type FROM tamma_events ORDER BY position",
             &[],
         )
         .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    assert_eq!(
-        stored,
-        vec![(1, "A".into()), (2, "D".into()), (3, "F".into())]
-    );
-    let tags: Vec<(String, i64)> = c
+        .unwrap();
+    let tags = c
         .query(
-            "SELECT tag, position FROM tamma_event_tags ORDER BY position, tag",
+            "SELECT position::text, tag FROM tamma_event_tags ORDER BY position, tag",
             &[],
         )
         .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        .unwrap();
+    let pairs = |rows: &[tokio_postgres::Row]| -> Vec<(String, String)> {
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let owned = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter().map(|&(a, b)| (a.into(), b.into())).collect()
+    };
+    assert_eq!(pairs(&stored), owned(&[("1", "A"), ("2", "D"), ("3", "F")]));
     assert_eq!(
-        tags,
-        vec![("x:1".into(), 1), ("x:1".into(), 2), ("z:1".into(), 2)]
+        pairs(&tags),
+        owned(&[("1", "x:1"), ("2", "x:1"), ("2", "z:1")])
     );
 }
