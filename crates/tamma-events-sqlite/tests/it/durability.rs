@@ -17,6 +17,10 @@ async fn opened_store_uses_wal_and_synchronous_full() {
     let s = store.writer_settings();
     assert_eq!(s.journal_mode, "wal");
     assert_eq!(s.synchronous, 2, "synchronous=FULL");
+    assert_eq!(
+        s.wal_autocheckpoint, 4000,
+        "checkpoint every ~16 MiB of WAL"
+    );
     // WAL is a property of the file: a separate connection sees it too.
     let other = rusqlite::Connection::open(&path).unwrap();
     let mode: String = other
