@@ -47,6 +47,12 @@ pub struct SqliteOptions {
     /// since index pages rewritten by many commits are copied once per checkpoint. Larger values make
     /// the commit that checkpoints slower (the p99 of big batches).
     pub wal_autocheckpoint_pages: u32,
+    /// Longest a group commit waits for appenders expected back: those the previous commit answered
+    /// or that queued during it. Concurrent appenders otherwise split into two halves that take turns,
+    /// each commit carrying half of them. It only waits while fewer appends are queued than were
+    /// active at the last commit, so a lone appender never waits. Default 250 µs (16 concurrent
+    /// appenders measured 8 events per commit without it, 16 with it, and about 30% more events/s).
+    pub group_wait: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -59,6 +65,7 @@ impl Default for SqliteOptions {
             max_batch_events: 10_000,
             cache_kib: 16 * 1024,
             wal_autocheckpoint_pages: 4000,
+            group_wait: Duration::from_micros(250),
         }
     }
 }
@@ -210,6 +217,7 @@ impl SqliteStore {
         let writer = {
             let shared = shared.clone();
             let max = options.max_batch_events.max(1);
+            let group_wait = options.group_wait;
             std::thread::Builder::new()
                 .name("tamma-events-writer".into())
                 .spawn(move || {
@@ -219,7 +227,7 @@ impl SqliteStore {
                         shared,
                         last_recorded: 0,
                     }
-                    .run(&rx, max);
+                    .run(&rx, max, group_wait);
                 })
                 .map_err(Error::Thread)?
         };
@@ -559,15 +567,25 @@ struct Pending {
 }
 
 impl Writer {
-    fn run(mut self, rx: &mpsc::Receiver<Request>, max_events: usize) {
+    fn run(mut self, rx: &mpsc::Receiver<Request>, max_events: usize, group_wait: Duration) {
+        // Appenders active at the end of the last commit: those it answered plus those that queued
+        // meanwhile. Answered appenders usually come straight back, so the next group waits a little
+        // for them (`SqliteOptions::group_wait`) instead of splitting the appenders into two alternating halves.
+        let mut active = 0usize;
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             let mut n = batch_events(&batch[0]);
+            let deadline = Instant::now() + group_wait;
             while n < max_events {
                 match rx.try_recv() {
                     Ok(r) => {
                         n += batch_events(&r);
                         batch.push(r);
+                    }
+                    Err(mpsc::TryRecvError::Empty)
+                        if batch.len() < active && Instant::now() < deadline =>
+                    {
+                        std::thread::yield_now();
                     }
                     Err(_) => break,
                 }
@@ -607,7 +625,9 @@ impl Writer {
                     }
                 }
             }
+            let answered = group.len();
             self.commit_group(group);
+            active = answered + self.shared.queued.load(Ordering::Relaxed);
         }
     }
 
