@@ -53,6 +53,12 @@ pub struct SqliteOptions {
     /// active at the last commit, so a lone appender never waits. Default 250 µs (16 concurrent
     /// appenders measured 8 events per commit without it, 16 with it, and about 30% more events/s).
     pub group_wait: Duration,
+    /// How often a background thread copies committed WAL pages into the database file (a passive
+    /// checkpoint on its own connection, which never blocks the writer or readers), at most. The
+    /// writer's own checkpoint at [`wal_autocheckpoint_pages`](Self::wal_autocheckpoint_pages) then
+    /// finds little left to copy and restarts the WAL from its start. `None`: only the writer
+    /// checkpoints. Default 5 ms (measured about 10% more events/s in 1,000-event appends).
+    pub checkpoint_interval: Option<Duration>,
 }
 
 impl Default for SqliteOptions {
@@ -66,6 +72,7 @@ impl Default for SqliteOptions {
             cache_kib: 16 * 1024,
             wal_autocheckpoint_pages: 4000,
             group_wait: Duration::from_micros(250),
+            checkpoint_interval: Some(Duration::from_millis(5)),
         }
     }
 }
@@ -98,6 +105,8 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    /// The background checkpoint thread; it stops when the writer (which holds its signal) stops.
+    checkpointer: Option<std::thread::JoinHandle<()>>,
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
     readers: Arc<Readers>,
@@ -214,6 +223,18 @@ impl SqliteStore {
             last_commit: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
+        let (checkpoints, checkpointer) = match options.checkpoint_interval {
+            Some(every) => {
+                let (ctx, crx) = mpsc::sync_channel(1);
+                let conn = checkpoint_connection(&path, &options).map_err(open_err)?;
+                let handle = std::thread::Builder::new()
+                    .name("tamma-events-checkpointer".into())
+                    .spawn(move || checkpoint_loop(&conn, &crx, every))
+                    .map_err(Error::Thread)?;
+                (Some(ctx), Some(handle))
+            }
+            None => (None, None),
+        };
         let writer = {
             let shared = shared.clone();
             let max = options.max_batch_events.max(1);
@@ -226,6 +247,7 @@ impl SqliteStore {
                         head_tx,
                         shared,
                         last_recorded: 0,
+                        checkpoints,
                     }
                     .run(&rx, max, group_wait);
                 })
@@ -242,6 +264,7 @@ impl SqliteStore {
                 path,
                 tx: Some(tx),
                 writer: Some(writer),
+                checkpointer,
                 readers,
                 head_rx,
                 shared,
@@ -288,6 +311,11 @@ impl Drop for Inner {
             && w.join().is_err()
         {
             tracing::error!(path = %self.path.display(), "the event store writer thread panicked");
+        }
+        if let Some(c) = self.checkpointer.take()
+            && c.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "the event store checkpoint thread panicked");
         }
     }
 }
@@ -504,6 +532,31 @@ struct Readers {
     idle: Mutex<Vec<Connection>>,
 }
 
+/// The checkpoint thread's connection: durable like the writer's, so a checkpoint syncs the WAL before
+/// copying from it and the database file after.
+fn checkpoint_connection(path: &Path, options: &SqliteOptions) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
+    Ok(conn)
+}
+
+/// Runs a passive checkpoint after commits, at most once per `every`, until the writer stops.
+fn checkpoint_loop(conn: &Connection, signal: &mpsc::Receiver<()>, every: Duration) {
+    while signal.recv().is_ok() {
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match done {
+            Ok((log, copied)) => tracing::trace!(log, copied, "background checkpoint"),
+            Err(e) => {
+                tracing::debug!(error = %e, "background checkpoint failed; the writer's own checkpoint remains")
+            }
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// Reader connections kept idle at most.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -558,6 +611,8 @@ struct Writer {
     head_tx: watch::Sender<u64>,
     shared: Arc<Shared>,
     last_recorded: i64,
+    /// Tells the checkpoint thread that commits happened (a full channel means it knows already).
+    checkpoints: Option<mpsc::SyncSender<()>>,
 }
 
 struct Pending {
@@ -652,6 +707,9 @@ impl Writer {
             }
             Ok((results, head, written)) => {
                 if written > 0 {
+                    if let Some(c) = &self.checkpoints {
+                        let _ = c.try_send(());
+                    }
                     self.last_recorded = now;
                     *self.shared.last_commit.lock() = Some(Instant::now());
                     self.head_tx.send_replace(head);

@@ -235,3 +235,95 @@ async fn damaged_rows_are_errors_naming_the_position() {
         .to_string();
     assert!(got.contains("position 3 has damaged metadata"), "{got}");
 }
+
+/// Appenders a commit answered are waited for (up to `group_wait`) before the next commit, so
+/// concurrent appenders keep sharing one commit instead of splitting into halves that take turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_appenders_are_gathered_into_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path().join("e.db"),
+            SqliteOptions {
+                group_wait: Duration::from_millis(50),
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let (appenders, rounds) = (8, 30);
+    let mut tasks = Vec::new();
+    for w in 0..appenders {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..rounds {
+                let e = Event::new("ROUND")
+                    .tag(format!("w:{w}"))
+                    .data(serde_json::json!(i));
+                store.append(vec![e], None).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events: Vec<_> = store
+        .read(Query::all(), ReadOptions::forwards())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), appenders * rounds);
+    let commits: std::collections::HashSet<_> = events.iter().map(|e| e.recorded_at).collect();
+    // All eight in every commit would be 30 commits; the first few form the group. Halves taking
+    // turns would be about 60.
+    assert!(
+        commits.len() <= rounds + 10,
+        "{} commits for {} appends",
+        commits.len(),
+        events.len()
+    );
+}
+
+/// The background checkpoint thread copies committed pages into the database file while the store
+/// is open, even when the writer's own checkpoint threshold is never reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_checkpoint_copies_the_wal_into_the_database() {
+    for background in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.db");
+        let store = SqliteStore::open(
+            &path,
+            SqliteOptions {
+                wal_autocheckpoint_pages: 1_000_000,
+                checkpoint_interval: background.then_some(Duration::from_millis(1)),
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        for chunk in 0..20 {
+            let events = (0..100)
+                .map(|i| {
+                    Event::new("BULK")
+                        .tag(format!("chunk:{chunk}"))
+                        .data(serde_json::json!({ "i": i, "pad": "x".repeat(200) }))
+                })
+                .collect();
+            store.append(events, None).await.unwrap();
+        }
+        let mut grown = false;
+        for _ in 0..100 {
+            if std::fs::metadata(&path).unwrap().len() > before + 100 * 1024 {
+                grown = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            grown,
+            background,
+            "database file {} bytes (was {before}) with background checkpoints {background}",
+            std::fs::metadata(&path).unwrap().len()
+        );
+    }
+}
