@@ -550,7 +550,7 @@ fn checkpoint_loop(conn: &Connection, signal: &mpsc::Receiver<()>, every: Durati
         match done {
             Ok((log, copied)) => tracing::trace!(log, copied, "background checkpoint"),
             Err(e) => {
-                tracing::debug!(error = %e, "background checkpoint failed; the writer's own checkpoint remains")
+                tracing::debug!(error = %e, "background checkpoint failed; the writer's own remains");
             }
         }
         std::thread::sleep(every);
