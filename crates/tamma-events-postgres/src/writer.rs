@@ -20,6 +20,9 @@ use crate::store::{Shared, connect_client};
 const MAX_BATCH_EVENTS: usize = 10_000;
 /// Most appends one transaction carries.
 const MAX_BATCH_APPENDS: usize = 1_000;
+/// Longest a batch waits for appenders the previous commit answered (or that queued during it). It
+/// only waits while fewer appends are queued than were active, so a lone appender never waits.
+const GROUP_WAIT: Duration = Duration::from_micros(250);
 
 /// One append waiting for the writer, encoded by the caller's task.
 pub(crate) struct Request {
@@ -115,6 +118,10 @@ pub(crate) async fn run(
     let mut batch = Vec::new();
     let mut held: Option<Request> = None;
     let mut ids = HashSet::new();
+    // Appenders active at the end of the last commit: those it answered plus those that queued
+    // meanwhile. Answered appenders usually come straight back, so the next batch waits up to
+    // `GROUP_WAIT` for them instead of splitting the appenders into two halves that take turns.
+    let mut active = 0usize;
     loop {
         let first = match held.take() {
             Some(r) => r,
@@ -127,8 +134,19 @@ pub(crate) async fn run(
         ids.clear();
         ids.extend(first.events.iter().map(|e| e.id));
         batch.push(first);
+        let deadline = Instant::now() + GROUP_WAIT;
         while events < MAX_BATCH_EVENTS && batch.len() < MAX_BATCH_APPENDS {
-            let Ok(r) = rx.try_recv() else { break };
+            let r = match rx.try_recv() {
+                Ok(r) => r,
+                Err(mpsc::error::TryRecvError::Empty)
+                    if batch.len() < active && Instant::now() < deadline =>
+                {
+                    // Lets the appenders' tasks on this runtime run and queue.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Err(_) => break,
+            };
             if r.events.iter().any(|e| ids.contains(&e.id)) {
                 // A retry racing its original: it must see the original committed, so it waits for the
                 // next batch (tamma_append checks stored ids once per batch).
@@ -140,6 +158,7 @@ pub(crate) async fn run(
             batch.push(r);
         }
         shared.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        let answered = batch.len();
         if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
             conn = match open(&pg).await {
                 Ok(c) => Some(c),
@@ -181,6 +200,7 @@ pub(crate) async fn run(
                 fail_all(std::mem::take(&mut batch), &to_store_error(e));
             }
         }
+        active = answered + shared.queued.load(Ordering::Relaxed);
     }
 }
 
