@@ -1,5 +1,6 @@
 //! The store: one writer thread with group commit, a pool of reader connections.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, mpsc};
@@ -735,6 +736,11 @@ impl Writer {
         }
     }
 
+    /// Writes a group in one transaction. Appends whose condition passes are collected and inserted
+    /// together (one multi-row statement per table for the whole group); each condition is checked
+    /// against the stored events and, in memory, against the collected appends before it. An append
+    /// reusing an id of a collected one, or whose condition hits a collected one, first has the
+    /// collected appends written, so the full check sees them.
     #[allow(clippy::type_complexity)]
     fn write_group(
         &mut self,
@@ -744,47 +750,60 @@ impl Writer {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut head = schema::head(&tx)?;
-        let mut written = 0u64;
-        let mut results = Vec::with_capacity(group.len());
-        for p in group {
+        let mut w = GroupWrite {
+            tx: &tx,
+            group,
+            now,
+            stored: schema::head(&tx)?,
+            collected: Vec::new(),
+            collected_ids: HashSet::new(),
+            results: (0..group.len()).map(|_| None).collect(),
+            written: 0,
+        };
+        for (k, p) in group.iter().enumerate() {
+            if p.payload
+                .events
+                .iter()
+                .any(|e| w.collected_ids.contains(&e.id))
+            {
+                w.flush()?;
+            }
             // The condition first: when it fails, the full check decides between a duplicate (answered
             // with the original positions), a rejected id and the condition failure, in that order.
-            if let Some(c) = &p.payload.condition
-                && let Some(hit) = condition_hit(&tx, c)?
-            {
-                results.push(check(&tx, p)?.unwrap_or(Err(
-                    tamma_events::Error::AppendConditionFailed { position: hit },
-                )));
-                continue;
+            if let Some(c) = &p.payload.condition {
+                let mut hit = condition_hit(&tx, c)?;
+                if hit.is_none() && w.collected_match(c) {
+                    w.flush()?;
+                    hit = condition_hit(&tx, c)?;
+                }
+                if let Some(hit) = hit {
+                    w.results[k] = Some(check(&tx, p)?.unwrap_or(Err(
+                        tamma_events::Error::AppendConditionFailed { position: hit },
+                    )));
+                    continue;
+                }
             }
             if let Some(d) = p.delay {
                 std::thread::sleep(d);
             }
-            // Stored ids are found by the insert itself (`ON CONFLICT (id) DO NOTHING` inserts fewer
-            // rows): the rows of this append are removed again and the full check answers.
-            let encoded = &p.payload.encoded;
-            let inserted = insert_events(&tx, encoded, head, now)?;
-            if inserted < encoded.len() {
-                tx.prepare_cached("DELETE FROM events WHERE position > ?1")?
-                    .execute([to_i64(head)])?;
-                results.push(check(&tx, p)?.unwrap_or_else(|| {
+            w.collected_ids
+                .extend(p.payload.events.iter().map(|e| e.id));
+            w.collected.push(k);
+        }
+        w.flush()?;
+        let (head, written) = (w.stored, w.written);
+        let results = w
+            .results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
                     Err(tamma_events::Error::backend(
-                        "an event id conflicted on insert but is not stored",
+                        "the event store writer left an append unanswered",
                         false,
                     ))
-                }));
-                continue;
-            }
-            insert_tags(&tx, &p.payload.events, head)?;
-            let positions: Vec<u64> = (head + 1..=head + encoded.len() as u64).collect();
-            head += encoded.len() as u64;
-            written += positions.len() as u64;
-            results.push(Ok(AppendResult {
-                positions,
-                duplicate: false,
-            }));
-        }
+                })
+            })
+            .collect();
         tx.commit()?;
         Ok((results, head, written))
     }
@@ -811,6 +830,98 @@ impl Writer {
         tx.commit()?;
         metrics::counter!(m::EVENTS_RETENTION_REMOVED_TOTAL).increment(removed as u64);
         Ok(removed as u64)
+    }
+}
+
+/// One group commit in progress: appends checked and collected, not yet inserted.
+struct GroupWrite<'a> {
+    tx: &'a Connection,
+    group: &'a [Pending],
+    now: i64,
+    /// The last position inserted in this transaction (or before it).
+    stored: u64,
+    /// Indices in `group` of the appends collected for insertion, in order; they take the positions
+    /// after `stored`.
+    collected: Vec<usize>,
+    collected_ids: HashSet<Uuid>,
+    results: Vec<Option<tamma_events::Result<AppendResult>>>,
+    written: u64,
+}
+
+impl GroupWrite<'_> {
+    /// Whether an event of the collected appends at a position after the condition's `after` matches
+    /// its query.
+    fn collected_match(&self, c: &AppendCondition) -> bool {
+        let after = c.after.unwrap_or(0);
+        let mut pos = self.stored;
+        self.collected.iter().any(|&k| {
+            self.group[k].payload.events.iter().any(|e| {
+                pos += 1;
+                pos > after && c.fail_if_events_match.matches(e)
+            })
+        })
+    }
+
+    /// Inserts the collected appends: all in one go when none reuses a stored id (found by the insert
+    /// itself: `ON CONFLICT (id) DO NOTHING` inserts fewer rows), else one by one, each answered by the
+    /// full check if it reuses one.
+    fn flush(&mut self) -> rusqlite::Result<()> {
+        if self.collected.is_empty() {
+            return Ok(());
+        }
+        let collected = std::mem::take(&mut self.collected);
+        self.collected_ids.clear();
+        let encoded: Vec<&Encoded> = collected
+            .iter()
+            .map(|&k| &self.group[k].payload.encoded)
+            .collect();
+        let total: usize = encoded.iter().map(|e| e.len()).sum();
+        if collected.len() > 1 {
+            self.tx.execute_batch("SAVEPOINT collected")?;
+            if insert_events(self.tx, &encoded, self.stored, self.now)? == total {
+                let events: Vec<&[Event]> = collected
+                    .iter()
+                    .map(|&k| &self.group[k].payload.events[..])
+                    .collect();
+                insert_tags(self.tx, &events, self.stored)?;
+                self.tx.execute_batch("RELEASE collected")?;
+                for (&k, e) in collected.iter().zip(&encoded) {
+                    self.accept(k, e.len());
+                }
+                return Ok(());
+            }
+            self.tx
+                .execute_batch("ROLLBACK TO collected; RELEASE collected")?;
+        }
+        for (&k, encoded) in collected.iter().zip(encoded) {
+            let p = &self.group[k];
+            if insert_events(self.tx, &[encoded], self.stored, self.now)? < encoded.len() {
+                self.tx
+                    .prepare_cached("DELETE FROM events WHERE position > ?1")?
+                    .execute([to_i64(self.stored)])?;
+                self.results[k] = Some(check(self.tx, p)?.unwrap_or_else(|| {
+                    Err(tamma_events::Error::backend(
+                        "an event id conflicted on insert but is not stored",
+                        false,
+                    ))
+                }));
+                continue;
+            }
+            insert_tags(self.tx, &[&p.payload.events[..]], self.stored)?;
+            self.accept(k, encoded.len());
+        }
+        Ok(())
+    }
+
+    /// Answers append `k`, written at the `n` positions after `stored`.
+    fn accept(&mut self, k: usize, n: usize) {
+        let positions: Vec<u64> = (self.stored + 1..=self.stored + n as u64).collect();
+        self.stored += n as u64;
+        self.written += n as u64;
+        self.results[k] = Some(Ok(AppendResult {
+            positions,
+            duplicate: false,
+        }));
     }
 }
 
@@ -908,23 +1019,24 @@ static INSERT_TAGS: LazyLock<[String; 3]> = LazyLock::new(|| {
     CHUNKS.map(|rows| multi_row_insert("INSERT INTO event_tags (tag, position)", 2, rows, ""))
 });
 
-/// Inserts `events` at the positions after `head`, skipping those whose id is stored; returns how many
-/// rows were inserted.
+/// Inserts the events of `appends`, in order, at the positions after `head`, skipping those whose id is
+/// stored; returns how many rows were inserted.
 fn insert_events(
     tx: &Connection,
-    events: &Encoded,
+    appends: &[&Encoded],
     head: u64,
     now: i64,
 ) -> rusqlite::Result<usize> {
+    let total = appends.iter().map(|e| e.len()).sum();
+    let mut rows = appends
+        .iter()
+        .flat_map(|enc| enc.rows().iter().map(move |r| (*enc, r)));
     let mut inserted = 0;
-    let mut rest = events.rows();
     let mut pos = to_i64(head);
-    for (which, size) in chunks(events.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
+    for (which, size) in chunks(total) {
         let mut stmt = tx.prepare_cached(&INSERT_EVENTS[which])?;
         let mut i = 0;
-        for e in chunk {
+        for (events, e) in rows.by_ref().take(size) {
             pos += 1;
             stmt.raw_bind_parameter(i + 1, pos)?;
             stmt.raw_bind_parameter(i + 2, &e.id[..])?;
@@ -941,10 +1053,12 @@ fn insert_events(
     Ok(inserted)
 }
 
-/// Inserts the `(tag, position)` index rows of `events`, written at the positions after `head`.
-fn insert_tags(tx: &Connection, events: &[Event], head: u64) -> rusqlite::Result<()> {
-    let mut rows: Vec<(&str, i64)> = events
+/// Inserts the `(tag, position)` index rows of the events of `appends`, written in order at the
+/// positions after `head`.
+fn insert_tags(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Result<()> {
+    let mut rows: Vec<(&str, i64)> = appends
         .iter()
+        .flat_map(|events| events.iter())
         .zip(to_i64(head) + 1..)
         .flat_map(|(e, pos)| e.tags.iter().map(move |t| (t, pos)))
         .collect();

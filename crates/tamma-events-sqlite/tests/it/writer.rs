@@ -327,3 +327,108 @@ async fn the_background_checkpoint_copies_the_wal_into_the_database() {
         );
     }
 }
+
+/// One group commit holding every case at once: a condition hit by an earlier append of the same group
+/// (not yet written when checked), a retry of that append, a retry of an event stored before the group,
+/// a new append after those retries, and a changed event under an id of the group. Each gets the answer
+/// it would get alone, and only the new events are stored, gapless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_answers_conditions_retries_and_conflicts_within_itself() {
+    use tamma_events::{AppendCondition, QueryItem};
+    let dir = tempfile::tempdir().unwrap();
+    let hooks =
+        StoreHooks::delay_commits_where(Duration::from_millis(300), |e| e[0].event_type == "SLOW");
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path().join("e.db"),
+            SqliteOptions {
+                hooks,
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let pre = Event::new("PRE").tag("p");
+    assert_eq!(
+        store
+            .append(vec![pre.clone()], None)
+            .await
+            .unwrap()
+            .positions,
+        vec![1]
+    );
+    let slow = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(vec![Event::new("SLOW")], None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let a1 = Event::new("A1").tag("x");
+    let mut changed = a1.clone();
+    changed.event_type = "CHANGED".into();
+    let appends: Vec<(Vec<Event>, Option<AppendCondition>)> = vec![
+        (vec![a1.clone()], None),
+        (
+            vec![Event::new("A2").tag("x")],
+            Some(AppendCondition::new(Query::item(QueryItem::tags(["x"]))).after(2)),
+        ),
+        (vec![a1.clone()], None),
+        (vec![pre.clone()], None),
+        (
+            vec![Event::new("A5").tag("y"), Event::new("A5").tag("y")],
+            None,
+        ),
+        (vec![changed], None),
+    ];
+    let mut queued = Vec::new();
+    for (events, condition) in appends {
+        let store = store.clone();
+        queued.push(tokio::spawn(async move {
+            store.append(events, condition).await
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(slow.await.unwrap().unwrap().positions, vec![2]);
+    let mut answers = Vec::new();
+    for q in queued {
+        answers.push(q.await.unwrap());
+    }
+    let ok = |i: usize| answers[i].as_ref().unwrap();
+    assert_eq!((ok(0).positions.clone(), ok(0).duplicate), (vec![3], false));
+    assert!(
+        matches!(
+            answers[1],
+            Err(tamma_events::Error::AppendConditionFailed { position: 3 })
+        ),
+        "{:?}",
+        answers[1]
+    );
+    assert_eq!((ok(2).positions.clone(), ok(2).duplicate), (vec![3], true));
+    assert_eq!((ok(3).positions.clone(), ok(3).duplicate), (vec![1], true));
+    assert_eq!(
+        (ok(4).positions.clone(), ok(4).duplicate),
+        (vec![4, 5], false)
+    );
+    assert_eq!(
+        answers[5].as_ref().unwrap_err().code(),
+        "duplicate_event_id",
+        "{:?}",
+        answers[5]
+    );
+    let all: Vec<_> = store
+        .read(Query::all(), ReadOptions::forwards())
+        .try_collect()
+        .await
+        .unwrap();
+    let stored: Vec<_> = all
+        .iter()
+        .map(|e| (e.position, e.event.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![(1, "PRE"), (2, "SLOW"), (3, "A1"), (4, "A5"), (5, "A5")]
+    );
+    assert!(
+        all[2..].iter().all(|e| e.recorded_at == all[2].recorded_at),
+        "the queued appends committed as one group"
+    );
+}
