@@ -10,6 +10,10 @@
 //! - Tags live in their own `(tag, position)` B-tree, so a tag query scans only matching entries and stops
 //!   at its limit. Reads use their own connections and never block the writer.
 //! - SQLite BUSY/LOCKED (another process holding the lock past the busy timeout) is a transient error.
+//! - A background thread copies committed WAL pages into the database file (a passive checkpoint), so
+//!   the writer's own checkpoint finds little left to copy; the writer's WAL writes go out as one
+//!   `pwrite` per commit through a small VFS over SQLite's default one (the file format and locking
+//!   are SQLite's own: other processes open the file with any SQLite).
 //!
 //! ```
 //! use futures::TryStreamExt;
@@ -32,6 +36,7 @@
 mod error;
 mod schema;
 mod store;
+mod wal_buffer;
 
 pub use error::{Error, is_transient};
 pub use store::{SqliteOptions, SqliteStore, WriterSettings};

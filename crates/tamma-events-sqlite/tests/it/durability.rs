@@ -30,6 +30,55 @@ async fn opened_store_uses_wal_and_synchronous_full() {
     assert_eq!(store.path(), path);
 }
 
+/// Commits larger than the WAL write buffer and than one write of the default VFS (128 KiB) go through
+/// whole, with the buffer on and off, and another connection on the default VFS reads them while the
+/// store is open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_commits_pass_through_the_wal_write_buffer() {
+    for buffer_wal_writes in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let store = SqliteStore::open(
+            &path,
+            SqliteOptions {
+                buffer_wal_writes,
+                checkpoint_interval: None,
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap();
+        let pad = "p".repeat(1000);
+        // ~6 MiB in one commit (above the 4 MiB buffer), then a 128 KiB-multiple-sized one.
+        for n in [6000, 128] {
+            let events: Vec<_> = (0..n)
+                .map(|i| {
+                    Event::new("BIG")
+                        .tag("k:v")
+                        .data(serde_json::json!({"i": i, "pad": pad}))
+                })
+                .collect();
+            let r = store.append(events, None).await.unwrap();
+            assert_eq!(r.positions.len(), n);
+        }
+        let other = rusqlite::Connection::open(&path).unwrap();
+        let (count, last): (i64, String) = other
+            .query_row(
+                "SELECT count(*), (SELECT data FROM events ORDER BY position DESC LIMIT 1) FROM events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(count, 6128, "buffer_wal_writes {buffer_wal_writes}");
+        assert!(last.contains("\"i\":127"), "{}", &last[..40]);
+        let all: Vec<_> = store
+            .read(Query::all(), ReadOptions::forwards())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 6128);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_keeps_events_and_head() {
     let dir = tempfile::tempdir().unwrap();
