@@ -883,8 +883,8 @@ impl GroupWrite<'_> {
     }
 
     /// Inserts the collected appends: all in one go when none reuses a stored id (found by the insert
-    /// itself: `ON CONFLICT (id) DO NOTHING` inserts fewer rows), else one by one, each answered by the
-    /// full check if it reuses one.
+    /// itself: `INSERT OR IGNORE` inserts fewer rows), else one by one, each answered by the full check
+    /// if it reuses one.
     fn flush(&mut self) -> rusqlite::Result<()> {
         if self.collected.is_empty() {
             return Ok(());
@@ -1022,21 +1022,30 @@ fn multi_row_insert(head: &str, width: usize, rows: usize, tail: &str) -> String
     format!("{head} VALUES {}{tail}", vec![row; rows].join(","))
 }
 
-/// The event inserts of each size of [`CHUNKS`].
+/// The event inserts of each size of [`CHUNKS`]. `OR IGNORE`: a row whose id is stored is skipped (the
+/// caller sees fewer rows inserted), and since no row can abort the statement halfway, SQLite keeps no
+/// statement journal (a copy of every page the statement touches; ~5% of the instructions of an append).
 static INSERT_EVENTS: LazyLock<[String; 3]> = LazyLock::new(|| {
     CHUNKS.map(|rows| {
         multi_row_insert(
-            "INSERT INTO events (position, id, type, timestamp, recorded_at, tags, metadata, data)",
+            "INSERT OR IGNORE INTO events (position, id, type, timestamp, recorded_at, tags, metadata, data)",
             8,
             rows,
-            " ON CONFLICT (id) DO NOTHING",
+            "",
         )
     })
 });
 
 /// The tag index inserts of each size of [`CHUNKS`].
 static INSERT_TAGS: LazyLock<[String; 3]> = LazyLock::new(|| {
-    CHUNKS.map(|rows| multi_row_insert("INSERT INTO event_tags (tag, position)", 2, rows, ""))
+    CHUNKS.map(|rows| {
+        multi_row_insert(
+            "INSERT OR IGNORE INTO event_tags (tag, position)",
+            2,
+            rows,
+            "",
+        )
+    })
 });
 
 /// Inserts the events of `appends`, in order, at the positions after `head`, skipping those whose id is
