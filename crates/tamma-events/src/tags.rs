@@ -1,12 +1,13 @@
 //! Tags: the set of opaque strings an event carries and queries select on.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A set of tags, by convention `key:value` (`workflow:wf-1`). Duplicates collapse; iteration is sorted.
+/// Kept as a sorted vector: events carry a handful of tags, for which that is one small allocation
+/// instead of a tree node.
 ///
 /// On the wire it is an array of strings; input may also be an object, `{"workflow": "wf-1"}` being read
 /// as `["workflow:wf-1"]` (a `null` value is no tag).
@@ -21,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert_eq!(serde_json::to_string(&a).unwrap(), r#"["task:t-7","workflow:wf-1"]"#);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tags(BTreeSet<String>);
+pub struct Tags(Vec<String>);
 
 impl Tags {
     /// No tags.
@@ -32,26 +33,33 @@ impl Tags {
 
     /// Adds a tag; returns whether it was new.
     pub fn insert(&mut self, tag: impl Into<String>) -> bool {
-        self.0.insert(tag.into())
+        let tag = tag.into();
+        match self.0.binary_search(&tag) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, tag);
+                true
+            }
+        }
     }
 
     /// Adds `key:value`.
     #[must_use]
     pub fn with(mut self, key: &str, value: &str) -> Self {
-        self.0.insert(format!("{key}:{value}"));
+        self.insert(format!("{key}:{value}"));
         self
     }
 
     /// Whether the set holds `tag`.
     #[must_use]
     pub fn contains(&self, tag: &str) -> bool {
-        self.0.contains(tag)
+        self.0.binary_search_by(|t| t.as_str().cmp(tag)).is_ok()
     }
 
     /// Whether every tag of `other` is in this set.
     #[must_use]
     pub fn contains_all(&self, other: &Tags) -> bool {
-        other.0.is_subset(&self.0)
+        other.0.iter().all(|t| self.contains(t))
     }
 
     /// The number of tags.
@@ -74,7 +82,10 @@ impl Tags {
 
 impl<S: Into<String>> FromIterator<S> for Tags {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        Self(iter.into_iter().map(Into::into).collect())
+        let mut tags: Vec<String> = iter.into_iter().map(Into::into).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        Self(tags)
     }
 }
 
@@ -86,7 +97,7 @@ impl<S: Into<String>, const N: usize> From<[S; N]> for Tags {
 
 impl<'a> IntoIterator for &'a Tags {
     type Item = &'a String;
-    type IntoIter = std::collections::btree_set::Iter<'a, String>;
+    type IntoIter = std::slice::Iter<'a, String>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
@@ -107,20 +118,20 @@ impl<'de> Deserialize<'de> for Tags {
                 f.write_str("an array of tag strings or an object of string values")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tags, A::Error> {
-                let mut set = BTreeSet::new();
+                let mut tags = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
                 while let Some(tag) = seq.next_element::<String>()? {
-                    set.insert(tag);
+                    tags.push(tag);
                 }
-                Ok(Tags(set))
+                Ok(tags.into_iter().collect())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tags, A::Error> {
-                let mut set = BTreeSet::new();
+                let mut tags = Vec::new();
                 while let Some((key, value)) = map.next_entry::<String, Option<String>>()? {
                     if let Some(value) = value {
-                        set.insert(format!("{key}:{value}"));
+                        tags.push(format!("{key}:{value}"));
                     }
                 }
-                Ok(Tags(set))
+                Ok(tags.into_iter().collect())
             }
         }
         d.deserialize_any(V)
@@ -162,5 +173,22 @@ mod tests {
         assert!(t.contains_all(&Tags::new()));
         assert!(!t.contains_all(&Tags::from(["a:1", "c:3"])));
         assert_eq!(Tags::new().with("a", "1"), Tags::from(["a:1"]));
+    }
+
+    #[test]
+    fn a_set_whatever_the_order_it_was_built_in() {
+        let mut built = Tags::new();
+        assert!(built.insert("c:3"));
+        assert!(built.insert("a:1"));
+        assert!(!built.insert("c:3"), "a duplicate is not new");
+        assert!(built.insert("b:2"));
+        let collected = Tags::from(["b:2", "a:1", "c:3", "a:1"]);
+        assert_eq!(built, collected);
+        assert_eq!(built.len(), 3);
+        assert_eq!(built.iter().collect::<Vec<_>>(), ["a:1", "b:2", "c:3"]);
+        assert!(built.contains("b:2") && !built.contains("b:3"));
+        let parsed: Tags = serde_json::from_str(r#"["c:3", "b:2", "a:1", "b:2"]"#).unwrap();
+        assert_eq!(parsed, built);
+        assert!(Tags::from(["a:1"]) < Tags::from(["a:2"]));
     }
 }
