@@ -12,6 +12,11 @@ use crate::error::Error;
 pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "events", include_str!("../migrations/0001_events.sql")),
     (2, "cursors", include_str!("../migrations/0002_cursors.sql")),
+    (
+        3,
+        "append_on_conflict",
+        include_str!("../migrations/0003_append_on_conflict.sql"),
+    ),
 ];
 
 /// Advisory-lock key held (transaction-scoped) by every append: "TAMMA" + 1.
@@ -25,7 +30,7 @@ pub(crate) const RETENTION_LOCK: i64 = 0x5441_4D4D_4100_0003;
 /// The `NOTIFY` channel appends announce their new head on.
 pub(crate) const CHANNEL: &str = "tamma_events";
 
-/// The group-commit statement: one call appends a whole batch (see `migrations/0001_events.sql`).
+/// The group-commit statement: one call appends a whole batch (see `migrations/0003_append_on_conflict.sql`).
 pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found \
      FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 

@@ -30,8 +30,92 @@ async fn migrations_are_versioned_idempotent_and_safe_concurrently() {
     let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(
         applied,
-        vec![(1, "events".to_owned()), (2, "cursors".to_owned())]
+        vec![
+            (1, "events".to_owned()),
+            (2, "cursors".to_owned()),
+            (3, "append_on_conflict".to_owned())
+        ]
     );
+}
+
+/// A database left at schema version 2 by an older Tamma is upgraded at start: its events stay, a retry
+/// of a stored event is still answered with its position, a changed event under a stored id is still
+/// refused, and new appends go on from its head.
+#[tokio::test]
+async fn a_version_2_database_is_upgraded_in_place() {
+    let db = TestDb::create().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE tamma_schema_migrations (
+            version    integer     PRIMARY KEY,
+            name       text        NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(include_str!("../../migrations/0001_events.sql"))
+        .await
+        .unwrap();
+    c.batch_execute(include_str!("../../migrations/0002_cursors.sql"))
+        .await
+        .unwrap();
+    c.batch_execute(
+        "INSERT INTO tamma_schema_migrations (version, name) VALUES (1, 'events'), (2, 'cursors')",
+    )
+    .await
+    .unwrap();
+    let old = Event::new("OLD").tag("k:v");
+    c.execute(
+        "INSERT INTO tamma_events (position, id, type, timestamp, recorded_at, tags, data)
+         VALUES (1, $1, 'OLD', now(), now(), ARRAY['k:v'], 'null')",
+        &[&old.id],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO tamma_event_tags (tag, position) VALUES ('k:v', 1)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let store = db.store().await;
+    let version: i32 = c
+        .query_one("SELECT max(version) FROM tamma_schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 3);
+    let retry = store.append(vec![old.clone()], None).await.unwrap();
+    assert_eq!((retry.positions, retry.duplicate), (vec![1], true));
+    let mut changed = old.clone();
+    changed.event_type = "CHANGED".into();
+    // A new event first, inserted and then removed again when the changed one conflicts.
+    let e = store
+        .append(vec![Event::new("FRESH").tag("fresh:1"), changed], None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "duplicate_event_id", "{e}");
+    let next = store
+        .append(vec![Event::new("NEW"), Event::new("NEW")], None)
+        .await
+        .unwrap();
+    assert_eq!(next.positions, vec![2, 3]);
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM tamma_event_tags", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the refused append left no tag rows");
+    let fresh: i64 = c
+        .query_one(
+            "SELECT count(*) FROM tamma_events WHERE type = 'FRESH'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(fresh, 0, "the refused append left no events");
 }
 
 #[tokio::test]
@@ -54,7 +138,7 @@ async fn newer_schema_is_refused() {
             e,
             OpenError::SchemaTooNew {
                 found: 99,
-                supported: 2
+                supported: 3
             }
         ),
         "{e}"
