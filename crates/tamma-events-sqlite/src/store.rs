@@ -1004,8 +1004,8 @@ fn condition_hit(tx: &Connection, c: &AppendCondition) -> rusqlite::Result<Optio
 }
 
 /// Rows per multi-row `INSERT`, largest first: an append is written in as few statements as these
-/// sizes allow, each statement prepared once and cached.
-const CHUNKS: [usize; 3] = [128, 16, 1];
+/// sizes allow (powers of two: at most eight statements below 256 rows), each prepared once and cached.
+const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
 
 /// Splits `n` rows into statement sizes from [`CHUNKS`]: `(index in CHUNKS, size)`.
 fn chunks(mut n: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -1025,7 +1025,7 @@ fn multi_row_insert(head: &str, width: usize, rows: usize, tail: &str) -> String
 /// The event inserts of each size of [`CHUNKS`]. `OR IGNORE`: a row whose id is stored is skipped (the
 /// caller sees fewer rows inserted), and since no row can abort the statement halfway, SQLite keeps no
 /// statement journal (a copy of every page the statement touches; ~5% of the instructions of an append).
-static INSERT_EVENTS: LazyLock<[String; 3]> = LazyLock::new(|| {
+static INSERT_EVENTS: LazyLock<[String; 8]> = LazyLock::new(|| {
     CHUNKS.map(|rows| {
         multi_row_insert(
             "INSERT OR IGNORE INTO events (position, id, type, timestamp, recorded_at, tags, metadata, data)",
@@ -1037,7 +1037,7 @@ static INSERT_EVENTS: LazyLock<[String; 3]> = LazyLock::new(|| {
 });
 
 /// The tag index inserts of each size of [`CHUNKS`].
-static INSERT_TAGS: LazyLock<[String; 3]> = LazyLock::new(|| {
+static INSERT_TAGS: LazyLock<[String; 8]> = LazyLock::new(|| {
     CHUNKS.map(|rows| {
         multi_row_insert(
             "INSERT OR IGNORE INTO event_tags (tag, position)",
