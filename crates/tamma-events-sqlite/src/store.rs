@@ -51,7 +51,8 @@ pub struct SqliteOptions {
     /// Longest a group commit waits for appenders expected back: those the previous commit answered
     /// or that queued during it. Concurrent appenders otherwise split into two halves that take turns,
     /// each commit carrying half of them. It only waits while fewer appends are queued than were
-    /// active at the last commit, so a lone appender never waits. Default 250 µs (16 concurrent
+    /// active at the last commit (and fewer than 16: a bigger group commits at once), so a lone
+    /// appender never waits. Default 250 µs (16 concurrent
     /// appenders measured 8 events per commit without it, 16 with it, and about 30% more events/s).
     pub group_wait: Duration,
     /// How often a background thread copies committed WAL pages into the database file (a passive
@@ -477,6 +478,11 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// A group holding this many appends commits without waiting for more: with that many appenders a
+/// sync is shared widely already, and holding commits back for more measured slower (64 HTTP clients:
+/// about 12% fewer appends/s).
+const GATHER_AT_MOST: usize = 16;
+
 /// Events per page of a read.
 const READ_PAGE: u64 = 1000;
 
@@ -659,7 +665,8 @@ impl Writer {
                         batch.push(r);
                     }
                     Err(mpsc::TryRecvError::Empty)
-                        if batch.len() < active && Instant::now() < deadline =>
+                        if batch.len() < active.min(GATHER_AT_MOST)
+                            && Instant::now() < deadline =>
                     {
                         std::thread::yield_now();
                     }
