@@ -52,8 +52,8 @@ pub struct SqliteOptions {
     /// or that queued during it. Concurrent appenders otherwise split into two halves that take turns,
     /// each commit carrying half of them. It only waits while fewer appends are queued than were
     /// active at the last commit (and fewer than 16: a bigger group commits at once), so a lone
-    /// appender never waits. Default 250 µs (16 concurrent
-    /// appenders measured 8 events per commit without it, 16 with it, and about 30% more events/s).
+    /// appender never waits. Default 250 µs (16 concurrent appenders measured 8 events per commit
+    /// without it, 16 with it, and about 30% more events/s).
     pub group_wait: Duration,
     /// How often a background thread copies committed WAL pages into the database file (a passive
     /// checkpoint on its own connection, which never blocks the writer or readers), at most. The
