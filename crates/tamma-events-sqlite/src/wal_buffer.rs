@@ -240,11 +240,14 @@ unsafe extern "C" fn write(
     }
 }
 
-unsafe extern "C" fn read(
+/// Passes the buffer on, then calls `f` with the default VFS's methods and file (the methods that
+/// observe the file: read, size, truncate, sync, file control).
+///
+/// # Safety
+/// As [`wal`].
+unsafe fn flushed(
     file: *mut ffi::sqlite3_file,
-    buf: *mut c_void,
-    amount: c_int,
-    offset: i64,
+    f: impl FnOnce(&ffi::sqlite3_io_methods, *mut ffi::sqlite3_file) -> c_int,
 ) -> c_int {
     // SAFETY: as `wal`.
     unsafe {
@@ -253,51 +256,67 @@ unsafe extern "C" fn read(
         if rc != ffi::SQLITE_OK {
             return rc;
         }
-        methods(w)
-            .xRead
-            .map_or(ffi::SQLITE_IOERR_READ, |x| x(w.real, buf, amount, offset))
+        f(methods(w), w.real)
+    }
+}
+
+/// Calls `f` with the default VFS's methods and file (the methods the buffer does not concern).
+///
+/// # Safety
+/// As [`wal`].
+unsafe fn passed(
+    file: *mut ffi::sqlite3_file,
+    f: impl FnOnce(&ffi::sqlite3_io_methods, *mut ffi::sqlite3_file) -> c_int,
+) -> c_int {
+    // SAFETY: as `wal`.
+    unsafe {
+        let w = wal(file);
+        f(methods(w), w.real)
+    }
+}
+
+unsafe extern "C" fn read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amount: c_int,
+    offset: i64,
+) -> c_int {
+    // SAFETY: `file` is a WAL file of ours (SQLite calls these methods only on files `open` set them
+    // on); `buf` holds `amount` bytes (SQLite's contract for `xRead`).
+    unsafe {
+        flushed(file, |m, real| {
+            m.xRead
+                .map_or(ffi::SQLITE_IOERR_READ, |x| x(real, buf, amount, offset))
+        })
     }
 }
 
 unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    // SAFETY: as `wal`.
+    // SAFETY: as in `read`.
     unsafe {
-        let w = wal(file);
-        let rc = flush(w);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        methods(w)
-            .xTruncate
-            .map_or(ffi::SQLITE_IOERR_TRUNCATE, |x| x(w.real, size))
+        flushed(file, |m, real| {
+            m.xTruncate
+                .map_or(ffi::SQLITE_IOERR_TRUNCATE, |x| x(real, size))
+        })
     }
 }
 
 unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    // SAFETY: as `wal`.
+    // SAFETY: as in `read`.
     unsafe {
-        let w = wal(file);
-        let rc = flush(w);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        methods(w)
-            .xSync
-            .map_or(ffi::SQLITE_IOERR_FSYNC, |x| x(w.real, flags))
+        flushed(file, |m, real| {
+            m.xSync.map_or(ffi::SQLITE_IOERR_FSYNC, |x| x(real, flags))
+        })
     }
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    // SAFETY: as `wal`.
+    // SAFETY: as in `read`; `size` is SQLite's out-parameter.
     unsafe {
-        let w = wal(file);
-        let rc = flush(w);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        methods(w)
-            .xFileSize
-            .map_or(ffi::SQLITE_IOERR_FSTAT, |x| x(w.real, size))
+        flushed(file, |m, real| {
+            m.xFileSize
+                .map_or(ffi::SQLITE_IOERR_FSTAT, |x| x(real, size))
+        })
     }
 }
 
@@ -306,61 +325,53 @@ unsafe extern "C" fn file_control(
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
-    // SAFETY: as `wal`.
+    // SAFETY: as in `read`; `arg` is what SQLite passes for `op`.
     unsafe {
-        let w = wal(file);
-        let rc = flush(w);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        methods(w)
-            .xFileControl
-            .map_or(ffi::SQLITE_NOTFOUND, |x| x(w.real, op, arg))
+        flushed(file, |m, real| {
+            m.xFileControl
+                .map_or(ffi::SQLITE_NOTFOUND, |x| x(real, op, arg))
+        })
     }
 }
 
 unsafe extern "C" fn lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    // SAFETY: as `wal`.
+    // SAFETY: as in `read`.
     unsafe {
-        let w = wal(file);
-        methods(w)
-            .xLock
-            .map_or(ffi::SQLITE_OK, |x| x(w.real, level))
+        passed(file, |m, real| {
+            m.xLock.map_or(ffi::SQLITE_OK, |x| x(real, level))
+        })
     }
 }
 
 unsafe extern "C" fn unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    // SAFETY: as `wal`.
+    // SAFETY: as in `read`.
     unsafe {
-        let w = wal(file);
-        methods(w)
-            .xUnlock
-            .map_or(ffi::SQLITE_OK, |x| x(w.real, level))
+        passed(file, |m, real| {
+            m.xUnlock.map_or(ffi::SQLITE_OK, |x| x(real, level))
+        })
     }
 }
 
 unsafe extern "C" fn check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    // SAFETY: as `wal`.
+    // SAFETY: as in `read`; `out` is SQLite's out-parameter.
     unsafe {
-        let w = wal(file);
-        methods(w)
-            .xCheckReservedLock
-            .map_or(ffi::SQLITE_OK, |x| x(w.real, out))
+        passed(file, |m, real| {
+            m.xCheckReservedLock
+                .map_or(ffi::SQLITE_OK, |x| x(real, out))
+        })
     }
 }
 
 unsafe extern "C" fn sector_size(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: as `wal`.
-    unsafe {
-        let w = wal(file);
-        methods(w).xSectorSize.map_or(4096, |x| x(w.real))
-    }
+    // SAFETY: as in `read`.
+    unsafe { passed(file, |m, real| m.xSectorSize.map_or(4096, |x| x(real))) }
 }
 
 unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: as `wal`.
+    // SAFETY: as in `read`.
     unsafe {
-        let w = wal(file);
-        methods(w).xDeviceCharacteristics.map_or(0, |x| x(w.real))
+        passed(file, |m, real| {
+            m.xDeviceCharacteristics.map_or(0, |x| x(real))
+        })
     }
 }

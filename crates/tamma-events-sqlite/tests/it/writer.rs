@@ -7,23 +7,23 @@ use futures::TryStreamExt;
 use tamma_events::{Event, EventStore, Query, ReadOptions, StoreHooks};
 use tamma_events_sqlite::{SqliteOptions, SqliteStore};
 
+/// A store in `dir` whose commits of an append starting with a `SLOW` event take 300 ms more.
+fn slow_commit_store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
+    let hooks =
+        StoreHooks::delay_commits_where(Duration::from_millis(300), |e| e[0].event_type == "SLOW");
+    let options = SqliteOptions {
+        hooks,
+        ..SqliteOptions::default()
+    };
+    Arc::new(SqliteStore::open(dir.path().join("e.db"), options).unwrap())
+}
+
 /// Appends queued while a commit is in progress are committed together: one transaction, one
 /// `recordedAt`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_queued_during_a_commit_share_one_transaction() {
     let dir = tempfile::tempdir().unwrap();
-    let hooks =
-        StoreHooks::delay_commits_where(Duration::from_millis(300), |e| e[0].event_type == "SLOW");
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path().join("e.db"),
-            SqliteOptions {
-                hooks,
-                ..SqliteOptions::default()
-            },
-        )
-        .unwrap(),
-    );
+    let store = slow_commit_store(&dir);
     let slow = {
         let store = store.clone();
         tokio::spawn(async move { store.append(vec![Event::new("SLOW")], None).await })
@@ -336,18 +336,7 @@ async fn the_background_checkpoint_copies_the_wal_into_the_database() {
 async fn a_group_answers_conditions_retries_and_conflicts_within_itself() {
     use tamma_events::{AppendCondition, QueryItem};
     let dir = tempfile::tempdir().unwrap();
-    let hooks =
-        StoreHooks::delay_commits_where(Duration::from_millis(300), |e| e[0].event_type == "SLOW");
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path().join("e.db"),
-            SqliteOptions {
-                hooks,
-                ..SqliteOptions::default()
-            },
-        )
-        .unwrap(),
-    );
+    let store = slow_commit_store(&dir);
     let pre = Event::new("PRE").tag("p");
     assert_eq!(
         store
