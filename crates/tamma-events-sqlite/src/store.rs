@@ -270,6 +270,7 @@ impl SqliteStore {
                         shared,
                         last_recorded: 0,
                         checkpoints,
+                        queued_during_commit: 0,
                     }
                     .run(&rx, max, group_wait);
                 })
@@ -483,6 +484,34 @@ impl EventStore for SqliteStore {
 /// about 12% fewer appends/s).
 const GATHER_AT_MOST: usize = 16;
 
+/// How long the next group waits for answered appenders. A wait that got them all back doubles the
+/// budget (up to `group_wait`); one that ran out halves it (down to 1/16 of it), so appenders that do
+/// not come straight back — producers appending now and then, not in a loop — do not make every
+/// append wait the whole `group_wait`.
+struct GroupWait {
+    budget: Duration,
+    floor: Duration,
+    ceiling: Duration,
+}
+
+impl GroupWait {
+    fn new(ceiling: Duration) -> Self {
+        Self {
+            budget: ceiling,
+            floor: ceiling / 16,
+            ceiling,
+        }
+    }
+
+    fn learn(&mut self, all_back: bool) {
+        self.budget = if all_back {
+            (self.budget * 2).min(self.ceiling)
+        } else {
+            (self.budget / 2).max(self.floor)
+        };
+    }
+}
+
 /// Events per page of a read.
 const READ_PAGE: u64 = 1000;
 
@@ -640,6 +669,8 @@ struct Writer {
     last_recorded: i64,
     /// Tells the checkpoint thread that commits happened (a full channel means it knows already).
     checkpoints: Option<mpsc::SyncSender<()>>,
+    /// Appends queued while the last group was written, before its appenders were answered.
+    queued_during_commit: usize,
 }
 
 struct Pending {
@@ -651,27 +682,35 @@ struct Pending {
 impl Writer {
     fn run(mut self, rx: &mpsc::Receiver<Request>, max_events: usize, group_wait: Duration) {
         // Appenders active at the end of the last commit: those it answered plus those that queued
-        // meanwhile. Answered appenders usually come straight back, so the next group waits a little
-        // for them (`SqliteOptions::group_wait`) instead of splitting the appenders into two alternating halves.
+        // meanwhile. Answered appenders usually come straight back, so the next group waits for them
+        // (`SqliteOptions::group_wait`) instead of splitting them into two halves that take turns.
         let mut active = 0usize;
+        let mut wait = GroupWait::new(group_wait);
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             let mut n = batch_events(&batch[0]);
-            let deadline = Instant::now() + group_wait;
+            let deadline = Instant::now() + wait.budget;
+            let mut waited = false;
+            let mut all_back = true;
             while n < max_events {
                 match rx.try_recv() {
                     Ok(r) => {
                         n += batch_events(&r);
                         batch.push(r);
                     }
-                    Err(mpsc::TryRecvError::Empty)
-                        if batch.len() < active.min(GATHER_AT_MOST)
-                            && Instant::now() < deadline =>
-                    {
+                    Err(mpsc::TryRecvError::Empty) if batch.len() < active.min(GATHER_AT_MOST) => {
+                        if Instant::now() >= deadline {
+                            all_back = false;
+                            break;
+                        }
+                        waited = true;
                         std::thread::yield_now();
                     }
                     Err(_) => break,
                 }
+            }
+            if waited {
+                wait.learn(all_back);
             }
             self.shared.queued.fetch_sub(batch.len(), Ordering::Relaxed);
             let mut group = Vec::new();
@@ -709,8 +748,9 @@ impl Writer {
                 }
             }
             let answered = group.len();
+            self.queued_during_commit = 0;
             self.commit_group(group);
-            active = answered + self.shared.queued.load(Ordering::Relaxed);
+            active = answered + self.queued_during_commit;
         }
     }
 
@@ -721,7 +761,11 @@ impl Writer {
         }
         let started = Instant::now();
         let now = schema::micros(Utc::now()).max(self.last_recorded);
-        match self.write_group(&group, now) {
+        let written = self.write_group(&group, now);
+        // Counted before anyone of this group is answered: these are other appenders, not ones of
+        // this group already back.
+        self.queued_during_commit = self.shared.queued.load(Ordering::Relaxed);
+        match written {
             Err(e) => {
                 let e = Arc::new(e);
                 let transient = crate::error::is_transient(&e);
@@ -1112,4 +1156,33 @@ fn insert_tags(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Re
         stmt.raw_execute()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_group_wait_halves_when_appenders_do_not_come_back_and_recovers_when_they_do() {
+        let mut w = GroupWait::new(Duration::from_micros(256));
+        w.learn(true);
+        assert_eq!(
+            w.budget,
+            Duration::from_micros(256),
+            "never above group_wait"
+        );
+        for _ in 0..10 {
+            w.learn(false);
+        }
+        assert_eq!(
+            w.budget,
+            Duration::from_micros(16),
+            "never below 1/16 of it"
+        );
+        w.learn(true);
+        w.learn(true);
+        assert_eq!(w.budget, Duration::from_micros(64));
+        w.learn(false);
+        assert_eq!(w.budget, Duration::from_micros(32));
+    }
 }
