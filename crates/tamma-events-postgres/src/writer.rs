@@ -171,7 +171,10 @@ pub(crate) async fn run(
         // The connection was just checked or opened.
         let Some(c) = conn.as_ref() else { continue };
         let started = Instant::now();
-        match commit(c, &batch).await {
+        let committed = commit(c, &batch).await;
+        // Counted before anyone of this batch is answered: other appenders, not ones already back.
+        let others = shared.queued.load(Ordering::Relaxed);
+        match committed {
             Ok(rows) => {
                 record(&shared, &batch, started);
                 answer(std::mem::take(&mut batch), rows, &shared);
@@ -200,7 +203,7 @@ pub(crate) async fn run(
                 fail_all(std::mem::take(&mut batch), &to_store_error(e));
             }
         }
-        active = answered + shared.queued.load(Ordering::Relaxed);
+        active = answered + others;
     }
 }
 
