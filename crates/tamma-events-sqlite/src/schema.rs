@@ -7,11 +7,11 @@ use tamma_events::{Event, EventData, EventMetadata, Query, ReadOptions, Sequence
 use uuid::Uuid;
 
 /// The newest schema version this build writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1. `position` is the rowid. Tags are kept twice: as a JSON array on the event (read back with
 /// it) and one row per tag in `event_tags`, a `(tag, position)` B-tree, so a tag query is an ordered scan
-/// of only the matching entries that stops at its limit. `meta.removed_through` remembers the last
+/// of only the matching entries that stops at its limit (replaced by runs in [`SCHEMA_V3`]). `meta.removed_through` remembers the last
 /// position retention removed, so the head never goes down.
 pub(crate) const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -42,6 +42,42 @@ CREATE TABLE IF NOT EXISTS cursors (
     name     TEXT    PRIMARY KEY,
     position INTEGER NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// Version 3: tags and types indexed by runs. A run `(key, first, last)` says every event from `first`
+/// to `last` carries the tag (or has the type); runs of one key never overlap. An append of 100 events
+/// of one type sharing two tags writes three runs instead of 300 index entries (version 2 kept one
+/// `(tag, position)` row per tag of every event and a `(type, position)` index entry per event), which
+/// was most of the writer's work in large appends. A query walks the runs of its key in order and reads
+/// the range of `events` each covers, so it still touches only matching events. The old index rows
+/// become runs of consecutive positions (gaps-and-islands over each key's positions).
+pub(crate) const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS tag_runs (
+    tag   TEXT    NOT NULL,
+    first INTEGER NOT NULL,
+    last  INTEGER NOT NULL,
+    PRIMARY KEY (tag, first)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS type_runs (
+    type  TEXT    NOT NULL,
+    first INTEGER NOT NULL,
+    last  INTEGER NOT NULL,
+    PRIMARY KEY (type, first)
+) WITHOUT ROWID;
+INSERT INTO tag_runs (tag, first, last)
+    SELECT tag, min(position), max(position)
+      FROM (SELECT tag, position,
+                   position - row_number() OVER (PARTITION BY tag ORDER BY position) AS island
+              FROM event_tags)
+     GROUP BY tag, island;
+INSERT INTO type_runs (type, first, last)
+    SELECT type, min(position), max(position)
+      FROM (SELECT type, position,
+                   position - row_number() OVER (PARTITION BY type ORDER BY position) AS island
+              FROM events)
+     GROUP BY type, island;
+DROP TABLE event_tags;
+DROP INDEX events_type_position;
 ";
 
 /// The position saved under the cursor `name`, if any.
@@ -336,23 +372,61 @@ pub(crate) struct Sql {
 
 /// The SQL selecting events of `query` as `options` say, capped at `limit` rows.
 ///
-/// One item becomes one ordered index scan (`event_tags` on its first tag, or `events` on its type);
-/// several items become a `UNION` of per-item scans, each capped at the limit, joined back to `events`.
+/// One item becomes one ordered scan of the runs of its first tag (or of its type), each run joined to
+/// the range of `events` it covers; several items (and an item of several types alone, which is the
+/// same as one item per type) become a `UNION` of such scans, each capped at the limit, joined back to
+/// `events`.
 pub(crate) fn select(query: &Query, options: ReadOptions, limit: u64) -> Sql {
     select_columns(query, options, limit, COLUMNS, false)
 }
 
-/// Like [`select`], selecting only `e.position`, and reading only the tag index for items of tags alone
-/// (what an append condition needs).
+/// Like [`select`], selecting only `e.position`; the first match of one tag or one type alone is read
+/// from its runs without touching `events` (what most append conditions ask).
 pub(crate) fn select_positions(query: &Query, options: ReadOptions, limit: u64) -> Sql {
     select_columns(query, options, limit, "e.position", true)
 }
 
-/// What the text of a [`select`] depends on: per item the number of tags and of types, the direction,
-/// the limit and the columns. The values only become parameters.
+/// One scan of a query: the runs of one key (the item's first tag, or one type), narrowed by the
+/// item's other tags and its types.
+struct Part<'q> {
+    /// `tag_runs` or `type_runs`.
+    table: &'static str,
+    key: &'q str,
+    other_tags: Vec<&'q str>,
+    /// Types the event must have one of (only when the scan follows a tag).
+    types: Vec<&'q str>,
+}
+
+/// The scans of `query`: one per item with tags; one per type of an item of types alone.
+fn parts(query: &Query) -> Vec<Part<'_>> {
+    let mut parts = Vec::new();
+    for item in &query.items {
+        let mut tags = item.tags.iter();
+        if let Some(first) = tags.next() {
+            parts.push(Part {
+                table: "tag_runs",
+                key: first,
+                other_tags: tags.collect(),
+                types: item.types.iter().map(String::as_str).collect(),
+            });
+        } else {
+            parts.extend(item.types.iter().map(|t| Part {
+                table: "type_runs",
+                key: t,
+                other_tags: Vec::new(),
+                types: Vec::new(),
+            }));
+        }
+    }
+    parts
+}
+
+/// What the text of a [`select`] depends on: per scan its table and the number of other tags and of
+/// types, the direction, the limit and the columns. The values only become parameters.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Shape {
-    items: Vec<(usize, usize)>,
+    parts: Vec<(&'static str, usize, usize)>,
+    empty: bool,
     backwards: bool,
     limit: u64,
     positions_only: bool,
@@ -375,12 +449,13 @@ fn select_columns(
     columns: &str,
     positions_only: bool,
 ) -> Sql {
+    let parts = parts(query);
     let shape = Shape {
-        items: query
-            .items
+        parts: parts
             .iter()
-            .map(|i| (i.tags.len(), i.types.len()))
+            .map(|p| (p.table, p.other_tags.len(), p.types.len()))
             .collect(),
+        empty: query.items.is_empty(),
         backwards: options.backwards,
         limit,
         positions_only,
@@ -389,11 +464,18 @@ fn select_columns(
     if let Some(text) = cached {
         return Sql {
             text,
-            params: params(query, options),
+            params: params(&parts, query.items.is_empty(), options),
             limit,
         };
     }
-    let sql = build_sql(query, options, limit, columns, positions_only);
+    let sql = build_sql(
+        &parts,
+        query.items.is_empty(),
+        options,
+        limit,
+        columns,
+        positions_only,
+    );
     TEXTS.with_borrow_mut(|t| {
         if t.len() >= MAX_CACHED_TEXTS {
             t.clear();
@@ -403,74 +485,86 @@ fn select_columns(
     sql
 }
 
-/// The parameters of a [`select`], in the order [`build_sql`] numbers them.
-fn params(query: &Query, options: ReadOptions) -> Vec<Value> {
-    let bound = Value::Integer(to_i64(options.from.unwrap_or(if options.backwards {
+/// Where a read starts: `from`, or the first (last, backwards) position.
+fn bound(options: ReadOptions) -> Value {
+    Value::Integer(to_i64(options.from.unwrap_or(if options.backwards {
         u64::MAX
     } else {
         1
-    })));
-    let mut params = Vec::new();
-    if query.items.is_empty() {
-        params.push(bound);
-        return params;
+    })))
+}
+
+/// The parameters of a [`select`], in the order [`build_sql`] numbers them: the bound alone for the
+/// empty query (every event), else per scan its key, the bound, its other tags, its types.
+fn params(parts: &[Part<'_>], all: bool, options: ReadOptions) -> Vec<Value> {
+    let bound = bound(options);
+    if all {
+        return vec![bound];
     }
-    for item in &query.items {
-        let mut tags = item.tags.iter();
-        if let Some(first) = tags.next() {
-            params.push(Value::Text(first.to_owned()));
-            params.push(bound.clone());
-            params.extend(tags.map(|t| Value::Text(t.to_owned())));
-        } else {
-            params.push(bound.clone());
-        }
-        params.extend(item.types.iter().map(|t| Value::Text(t.clone())));
+    let mut params = Vec::new();
+    for part in parts {
+        params.push(Value::Text(part.key.to_owned()));
+        params.push(bound.clone());
+        params.extend(part.other_tags.iter().map(|t| Value::Text((*t).to_owned())));
+        params.extend(part.types.iter().map(|t| Value::Text((*t).to_owned())));
     }
     params
 }
 
 fn build_sql(
-    query: &Query,
+    parts: &[Part<'_>],
+    all: bool,
     options: ReadOptions,
     limit: u64,
     columns: &str,
     positions_only: bool,
 ) -> Sql {
-    let mut params = Vec::new();
-    let (cmp, order) = if options.backwards {
-        ("<=", "DESC")
-    } else {
-        (">=", "ASC")
-    };
-    let bound = options
-        .from
-        .unwrap_or(if options.backwards { u64::MAX } else { 1 });
-    let text = if query.items.is_empty() {
-        params.push(Value::Integer(to_i64(bound)));
+    let params = params(parts, all, options);
+    let order = if options.backwards { "DESC" } else { "ASC" };
+    let text = if all {
+        let cmp = if options.backwards { "<=" } else { ">=" };
         format!(
             "SELECT {columns} FROM events e WHERE e.position {cmp} ?1 ORDER BY e.position {order} LIMIT {limit}"
         )
-    } else if query.items.len() == 1 {
-        let (from, wher, pos) = item_sql(&query.items[0], cmp, bound, positions_only, &mut params);
-        if positions_only && pos == "t.position" && !from.contains("JOIN") {
-            format!("SELECT {pos} FROM {from} WHERE {wher} ORDER BY {pos} {order} LIMIT {limit}")
-        } else {
+    } else if parts.is_empty() {
+        // Only an item of neither types nor tags gives no scan, and validation refuses those.
+        format!("SELECT {columns} FROM events e WHERE 0 LIMIT {limit}")
+    } else if let [part] = parts {
+        let first_only = positions_only
+            && !options.backwards
+            && limit == 1
+            && part.other_tags.is_empty()
+            && part.types.is_empty();
+        if first_only {
+            // Every position of a run is an event carrying its key: the first match is where the
+            // first run reaching the bound starts, or the bound itself when that run covers it.
+            let table = part.table;
+            let col = key_column(table);
             format!(
-                "SELECT {columns} FROM {from} WHERE {wher} ORDER BY {pos} {order} LIMIT {limit}"
+                "SELECT max(r.first, ?2) FROM {table} r WHERE r.{col} = ?1 AND r.first >= {seek} \
+                 AND r.last >= ?2 ORDER BY r.first LIMIT 1",
+                seek = seek(table, 1, 2)
             )
+        } else {
+            let (from, wher, by) = part_sql(part, 1, options.backwards);
+            format!("SELECT {columns} FROM {from} WHERE {wher} ORDER BY {by} LIMIT {limit}")
         }
     } else {
-        let parts: Vec<String> = query
-            .items
+        let mut n = 1;
+        let scans: Vec<String> = parts
             .iter()
-            .map(|item| {
-                let (from, wher, pos) = item_sql(item, cmp, bound, positions_only, &mut params);
-                format!("SELECT position FROM (SELECT {pos} AS position FROM {from} WHERE {wher} ORDER BY {pos} {order} LIMIT {limit})")
+            .map(|part| {
+                let (from, wher, by) = part_sql(part, n, options.backwards);
+                n += 2 + part.other_tags.len() + part.types.len();
+                format!(
+                    "SELECT position FROM (SELECT e.position AS position FROM {from} WHERE {wher} \
+                     ORDER BY {by} LIMIT {limit})"
+                )
             })
             .collect();
         format!(
             "SELECT {columns} FROM events e WHERE e.position IN ({}) ORDER BY e.position {order} LIMIT {limit}",
-            parts.join(" UNION ")
+            scans.join(" UNION ")
         )
     };
     Sql {
@@ -480,54 +574,65 @@ fn build_sql(
     }
 }
 
-/// `FROM`, `WHERE` and the position column to order by, of one item; the event table is aliased `e`.
-fn item_sql(
-    item: &tamma_events::QueryItem,
-    cmp: &str,
-    bound: u64,
-    tags_only: bool,
-    params: &mut Vec<Value>,
-) -> (String, String, &'static str) {
-    let mut p = |v: Value| {
-        params.push(v);
-        format!("?{}", params.len())
-    };
-    let mut wher = Vec::new();
-    let (from, pos) = if let Some(first) = item.tags.iter().next() {
-        wher.push(format!("t.tag = {}", p(Value::Text(first.to_owned()))));
-        wher.push(format!(
-            "t.position {cmp} {}",
-            p(Value::Integer(to_i64(bound)))
-        ));
-        for tag in item.tags.iter().skip(1) {
-            wher.push(format!(
-                "EXISTS (SELECT 1 FROM event_tags t2 WHERE t2.tag = {} AND t2.position = t.position)",
-                p(Value::Text(tag.to_owned()))
-            ));
-        }
-        let from = if tags_only && item.types.is_empty() {
-            // The tag index alone answers (its rows are written and removed with their events).
-            "event_tags t"
-        } else {
-            "event_tags t JOIN events e ON e.position = t.position"
-        };
-        (from.to_owned(), "t.position")
+/// The key column of a runs table.
+fn key_column(table: &str) -> &'static str {
+    if table == "type_runs" { "type" } else { "tag" }
+}
+
+/// The first run of key `?{key}` a forward scan from position `?{bound}` needs: the last run starting
+/// at or before the bound (it may cover it), or else the runs from the bound on. One index search.
+fn seek(table: &str, key: usize, bound: usize) -> String {
+    let col = key_column(table);
+    format!(
+        "coalesce((SELECT s.first FROM {table} s WHERE s.{col} = ?{key} AND s.first <= ?{bound} \
+         ORDER BY s.first DESC LIMIT 1), ?{bound})"
+    )
+}
+
+/// `FROM`, `WHERE` and `ORDER BY` of one scan whose parameters are numbered from `n` (key, bound,
+/// other tags, types); the event table is aliased `e`.
+///
+/// Runs of one key never overlap, so walking them in order of their first position and each one's
+/// events in order of position yields the events in position order, with no sort.
+fn part_sql(part: &Part<'_>, n: usize, backwards: bool) -> (String, String, String) {
+    let table = part.table;
+    let col = key_column(table);
+    let (key, bound) = (n, n + 1);
+    let mut wher = vec![format!("r.{col} = ?{key}")];
+    if backwards {
+        wher.push(format!("r.first <= ?{bound}"));
+        wher.push(format!("e.position <= ?{bound}"));
     } else {
+        wher.push(format!("r.first >= {}", seek(table, key, bound)));
+        wher.push(format!("e.position >= ?{bound}"));
+    }
+    wher.push("e.position >= r.first AND e.position <= r.last".to_owned());
+    let mut p = bound;
+    for (i, _) in part.other_tags.iter().enumerate() {
+        p += 1;
+        // The one run of that tag that could cover the position: the last starting at or before it.
         wher.push(format!(
-            "e.position {cmp} {}",
-            p(Value::Integer(to_i64(bound)))
+            "(SELECT x{i}.last FROM tag_runs x{i} WHERE x{i}.tag = ?{p} AND x{i}.first <= e.position \
+             ORDER BY x{i}.first DESC LIMIT 1) >= e.position"
         ));
-        ("events e".to_owned(), "e.position")
-    };
-    if !item.types.is_empty() {
-        let list: Vec<String> = item
+    }
+    if !part.types.is_empty() {
+        let list: Vec<String> = part
             .types
             .iter()
-            .map(|t| p(Value::Text(t.clone())))
+            .map(|_| {
+                p += 1;
+                format!("?{p}")
+            })
             .collect();
         wher.push(format!("e.type IN ({})", list.join(", ")));
     }
-    (from, wher.join(" AND "), pos)
+    let order = if backwards { "DESC" } else { "ASC" };
+    (
+        format!("{table} r JOIN events e"),
+        wher.join(" AND "),
+        format!("r.first {order}, e.position {order}"),
+    )
 }
 
 /// The event stored under `id`, if any.
@@ -595,8 +700,20 @@ mod tests {
         for q in &queries {
             for options in [ReadOptions::forwards().from(7), ReadOptions::backwards()] {
                 for positions_only in [false, true] {
-                    let built = build_sql(q, options, 10, COLUMNS, positions_only);
-                    assert_eq!(params(q, options), built.params, "{}", built.text);
+                    let built = build_sql(
+                        &parts(q),
+                        q.items.is_empty(),
+                        options,
+                        10,
+                        COLUMNS,
+                        positions_only,
+                    );
+                    assert_eq!(
+                        params(&parts(q), q.items.is_empty(), options),
+                        built.params,
+                        "{}",
+                        built.text
+                    );
                     let first = select_columns(q, options, 10, COLUMNS, positions_only);
                     let again = select_columns(q, options, 10, COLUMNS, positions_only);
                     assert_eq!(first.text, built.text);
@@ -607,28 +724,50 @@ mod tests {
         }
     }
 
-    /// A tag query is a range search of the (tag, position) key, in order, with no scan and no sort.
+    /// A tag query is a range search of the tag's runs, each joined to the range of events it covers,
+    /// in order, with no scan and no sort; a one-tag condition reads the runs alone.
     #[test]
-    fn tag_query_searches_only_matching_index_entries() {
+    fn tag_query_searches_only_matching_runs() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(&format!("{SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3}"))
+            .unwrap();
         let q = Query::item(QueryItem::tags(["workflow:wf-1"]));
+        let all = |p: &str| {
+            assert!(!p.contains("SCAN") && !p.contains("TEMP B-TREE"), "{p}");
+        };
         let p = plan(&conn, &select(&q, ReadOptions::forwards().from(10), 100));
         assert!(
-            p.contains("SEARCH t USING PRIMARY KEY (tag=? AND position>?)"),
+            p.contains("SEARCH r USING PRIMARY KEY (tag=? AND first>?)"),
             "{p}"
         );
-        assert!(!p.contains("SCAN") && !p.contains("TEMP B-TREE"), "{p}");
+        assert!(
+            p.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
+            "{p}"
+        );
+        all(&p);
         let p = plan(&conn, &select(&q, ReadOptions::backwards().from(10), 100));
         assert!(
-            p.contains("SEARCH t USING PRIMARY KEY (tag=? AND position<?)"),
+            p.contains("SEARCH r USING PRIMARY KEY (tag=? AND first<?)"),
             "{p}"
         );
-        assert!(!p.contains("TEMP B-TREE"), "{p}");
-        let q = Query::item(QueryItem::types(["A"]));
+        all(&p);
+        let p = plan(
+            &conn,
+            &select_positions(&q, ReadOptions::forwards().from(10), 1),
+        );
+        assert!(!p.contains(" e "), "{p}");
+        all(&p);
+        let q = Query::item(
+            QueryItem::tags(["a:1", "b:2"])
+                .with_type("X")
+                .with_type("Y"),
+        );
+        let p = plan(&conn, &select(&q, ReadOptions::forwards(), 100));
+        all(&p);
+        let q = Query::item(QueryItem::types(["A", "B"]));
         let p = plan(&conn, &select(&q, ReadOptions::forwards(), 100));
         assert!(
-            p.contains("events_type_position (type=? AND position>?)"),
+            p.contains("SEARCH r USING PRIMARY KEY (type=? AND first>?)"),
             "{p}"
         );
     }

@@ -1,6 +1,6 @@
 //! The store: one writer thread with group commit, a pool of reader connections.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, mpsc};
@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::{Error, backend};
-use crate::schema::{self, Encoded, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION, to_i64};
+use crate::schema::{self, Encoded, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION, to_i64};
 
 /// Settings of a [`SqliteStore`] beyond its path.
 #[derive(Clone, Debug)]
@@ -234,7 +234,7 @@ impl SqliteStore {
         }
         if version < SCHEMA_VERSION {
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA_V1} {SCHEMA_V2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(open_err)?;
         }
@@ -892,7 +892,14 @@ impl Writer {
             return Ok(0);
         };
         let removed = tx.execute("DELETE FROM events WHERE position <= ?1", [last])?;
-        tx.execute("DELETE FROM event_tags WHERE position <= ?1", [last])?;
+        for table in ["tag_runs", "type_runs"] {
+            // Runs wholly removed go; a run reaching past the cut keeps its remaining part.
+            tx.execute(&format!("DELETE FROM {table} WHERE last <= ?1"), [last])?;
+            tx.execute(
+                &format!("UPDATE {table} SET first = ?1 + 1 WHERE first <= ?1"),
+                [last],
+            )?;
+        }
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('removed_through', ?1)
              ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
@@ -954,7 +961,7 @@ impl GroupWrite<'_> {
                     .iter()
                     .map(|&k| &self.group[k].payload.events[..])
                     .collect();
-                insert_tags(self.tx, &events, self.stored)?;
+                insert_runs(self.tx, &events, self.stored)?;
                 self.tx.execute_batch("RELEASE collected")?;
                 for (&k, e) in collected.iter().zip(&encoded) {
                     self.accept(k, e.len());
@@ -978,7 +985,7 @@ impl GroupWrite<'_> {
                 }));
                 continue;
             }
-            insert_tags(self.tx, &[&p.payload.events[..]], self.stored)?;
+            insert_runs(self.tx, &[&p.payload.events[..]], self.stored)?;
             self.accept(k, encoded.len());
         }
         Ok(())
@@ -1087,15 +1094,14 @@ static INSERT_EVENTS: LazyLock<[String; 8]> = LazyLock::new(|| {
     })
 });
 
-/// The tag index inserts of each size of [`CHUNKS`].
-static INSERT_TAGS: LazyLock<[String; 8]> = LazyLock::new(|| {
-    CHUNKS.map(|rows| {
-        multi_row_insert(
-            "INSERT OR IGNORE INTO event_tags (tag, position)",
-            2,
-            rows,
-            "",
-        )
+/// The run inserts of each size of [`CHUNKS`], for `tag_runs` and `type_runs`.
+static INSERT_RUNS: LazyLock<[[String; 8]; 2]> = LazyLock::new(|| {
+    [
+        "tag_runs (tag, first, last)",
+        "type_runs (type, first, last)",
+    ]
+    .map(|table| {
+        CHUNKS.map(|rows| multi_row_insert(&format!("INSERT OR IGNORE INTO {table}"), 3, rows, ""))
     })
 });
 
@@ -1133,27 +1139,60 @@ fn insert_events(
     Ok(inserted)
 }
 
-/// Inserts the `(tag, position)` index rows of the events of `appends`, written in order at the
-/// positions after `head`.
-fn insert_tags(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Result<()> {
-    let mut rows: Vec<(&str, i64)> = appends
-        .iter()
-        .flat_map(|events| events.iter())
-        .zip(to_i64(head) + 1..)
-        .flat_map(|(e, pos)| e.tags.iter().map(move |t| (t, pos)))
-        .collect();
-    // In key order, consecutive rows land next to each other in the B-tree (and a tag's rows at its end).
-    rows.sort_unstable();
-    let mut rest = &rows[..];
-    for (which, size) in chunks(rows.len()) {
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        let mut stmt = tx.prepare_cached(&INSERT_TAGS[which])?;
-        for (i, (tag, pos)) in chunk.iter().enumerate() {
-            stmt.raw_bind_parameter(2 * i + 1, *tag)?;
-            stmt.raw_bind_parameter(2 * i + 2, *pos)?;
+/// The runs of keys over events at consecutive positions: `(key, first, last)`, sorted by key then
+/// first. Each event gives its keys in `keys_of`; consecutive events sharing a key extend one run.
+fn runs<'e, K>(
+    events: impl Iterator<Item = (i64, &'e Event)>,
+    keys_of: impl Fn(&'e Event) -> K,
+) -> Vec<(&'e str, i64, i64)>
+where
+    K: Iterator<Item = &'e str>,
+{
+    let mut runs: Vec<(&str, i64, i64)> = Vec::new();
+    // The run each key has open: its index in `runs`.
+    let mut open: HashMap<&str, usize> = HashMap::new();
+    for (pos, event) in events {
+        for key in keys_of(event) {
+            match open.get(key) {
+                Some(&i) if runs[i].2 == pos - 1 => runs[i].2 = pos,
+                Some(&i) if runs[i].2 == pos => {} // a key given twice
+                _ => {
+                    open.insert(key, runs.len());
+                    runs.push((key, pos, pos));
+                }
+            }
         }
-        stmt.raw_execute()?;
+    }
+    // In key order, runs land next to each other in the B-tree (and each key's at its end).
+    runs.sort_unstable();
+    runs
+}
+
+/// Inserts the tag and type runs of the events of `appends`, written in order at the positions after
+/// `head`.
+fn insert_runs(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Result<()> {
+    let events = || {
+        appends
+            .iter()
+            .flat_map(|events| events.iter())
+            .zip(to_i64(head) + 1..)
+            .map(|(e, pos)| (pos, e))
+    };
+    let tags = runs(events(), |e| e.tags.iter());
+    let types = runs(events(), |e| std::iter::once(e.event_type.as_str()));
+    for (statements, rows) in INSERT_RUNS.iter().zip([tags, types]) {
+        let mut rest = &rows[..];
+        for (which, size) in chunks(rows.len()) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let mut stmt = tx.prepare_cached(&statements[which])?;
+            for (i, (key, first, last)) in chunk.iter().enumerate() {
+                stmt.raw_bind_parameter(3 * i + 1, *key)?;
+                stmt.raw_bind_parameter(3 * i + 2, *first)?;
+                stmt.raw_bind_parameter(3 * i + 3, *last)?;
+            }
+            stmt.raw_execute()?;
+        }
     }
     Ok(())
 }

@@ -137,7 +137,7 @@ async fn newer_schema_is_refused() {
             err,
             Error::SchemaTooNew {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -199,4 +199,153 @@ async fn acknowledged_events_survive_kill_9() {
         .await
         .unwrap();
     assert_eq!(all.len() as u64, head, "gapless after recovery");
+}
+
+/// The positions `query` reads from `store`.
+async fn positions(store: &SqliteStore, query: Query, options: ReadOptions) -> Vec<u64> {
+    store
+        .read(query, options)
+        .map_ok(|e| e.position)
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// A store written by a version-2 build (one `(tag, position)` row per tag and a type index) is
+/// upgraded in place at open: its index rows become runs, coalesced across its appends, and queries,
+/// conditions, new appends and retention (cutting a run in two) work on it.
+#[tokio::test]
+async fn a_version_2_store_is_upgraded_in_place() {
+    use tamma_events::{AppendCondition, QueryItem};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE events (position INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, type TEXT NOT NULL,
+             timestamp INTEGER NOT NULL, recorded_at INTEGER NOT NULL, tags TEXT NOT NULL, metadata TEXT,
+             data TEXT NOT NULL);
+         CREATE INDEX events_type_position ON events (type, position);
+         CREATE TABLE event_tags (tag TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (tag, position))
+             WITHOUT ROWID;
+         CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    // Tag x at 1, 2, 3, 5; tag y at 2, 4, 5; type A at 1, 2, 4, 5, type B at 3, 6. One second apart.
+    let rows: [(&str, &[&str]); 6] = [
+        ("A", &["x"]),
+        ("A", &["x", "y"]),
+        ("B", &["x"]),
+        ("A", &["y"]),
+        ("A", &["x", "y"]),
+        ("B", &[]),
+    ];
+    let second = |p: i64| 1_700_000_000_000_000 + p * 1_000_000;
+    for (p, (ty, tags)) in (1_i64..).zip(rows) {
+        conn.execute(
+            "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?4, ?5, NULL, '{}')",
+            rusqlite::params![
+                p,
+                &Uuid::now_v7().as_bytes()[..],
+                ty,
+                second(p),
+                serde_json::to_string(tags).unwrap()
+            ],
+        )
+        .unwrap();
+        for t in tags {
+            conn.execute(
+                "INSERT INTO event_tags VALUES (?1, ?2)",
+                rusqlite::params![t, p],
+            )
+            .unwrap();
+        }
+    }
+    drop(conn);
+
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    let runs = |table: &str| -> Vec<(String, i64, i64)> {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let run = |k: &str, f, l| (k.to_owned(), f, l);
+    assert_eq!(
+        runs("tag_runs"),
+        [
+            run("x", 1, 3),
+            run("x", 5, 5),
+            run("y", 2, 2),
+            run("y", 4, 5)
+        ]
+    );
+    assert_eq!(
+        runs("type_runs"),
+        [
+            run("A", 1, 2),
+            run("A", 4, 5),
+            run("B", 3, 3),
+            run("B", 6, 6)
+        ]
+    );
+    let tags = |t: &[&str]| {
+        Query::item(QueryItem::tags(
+            t.iter().copied().collect::<tamma_events::Tags>(),
+        ))
+    };
+    let fwd = ReadOptions::forwards;
+    assert_eq!(positions(&store, tags(&["x"]), fwd()).await, [1, 2, 3, 5]);
+    assert_eq!(positions(&store, tags(&["x"]), fwd().from(4)).await, [5]);
+    assert_eq!(positions(&store, tags(&["x", "y"]), fwd()).await, [2, 5]);
+    assert_eq!(
+        positions(&store, tags(&["x"]), ReadOptions::backwards().from(4)).await,
+        [3, 2, 1]
+    );
+    let a_with_y = Query::item(QueryItem::tags(["y"]).with_type("A"));
+    assert_eq!(positions(&store, a_with_y, fwd()).await, [2, 4, 5]);
+    let types = Query::item(QueryItem::types(["B"]));
+    assert_eq!(positions(&store, types.clone(), fwd()).await, [3, 6]);
+
+    let appended = store
+        .append(vec![Event::new("A").tag("x")], None)
+        .await
+        .unwrap();
+    assert_eq!(appended.positions, [7]);
+    assert_eq!(
+        positions(&store, tags(&["x"]), fwd()).await,
+        [1, 2, 3, 5, 7]
+    );
+
+    // Retention up to position 2 (recorded before position 3) cuts x's first run and removes y's.
+    let cutoff = chrono::DateTime::from_timestamp_micros(second(3)).unwrap();
+    assert_eq!(store.delete_before(cutoff).await.unwrap(), 2);
+    assert_eq!(positions(&store, tags(&["x"]), fwd()).await, [3, 5, 7]);
+    assert_eq!(positions(&store, tags(&["y"]), fwd()).await, [4, 5]);
+    assert_eq!(
+        positions(&store, Query::item(QueryItem::types(["A"])), fwd()).await,
+        [4, 5, 7]
+    );
+    assert_eq!(runs("tag_runs")[0], run("x", 3, 3));
+    let err = store
+        .append(
+            vec![Event::new("A").tag("y")],
+            Some(AppendCondition::new(tags(&["y"])).after(0)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains('4'),
+        "the first y after the cut: {err}"
+    );
 }

@@ -421,3 +421,66 @@ async fn a_group_answers_conditions_retries_and_conflicts_within_itself() {
         "the queued appends committed as one group"
     );
 }
+
+/// Events written together that share a tag or a type are indexed by one run per key, and a run stops
+/// where an event without the key comes between.
+#[tokio::test]
+async fn events_written_together_share_one_run_per_tag_and_type() {
+    use tamma_events::QueryItem;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    let mut events: Vec<Event> = (0..100)
+        .map(|i| {
+            Event::new("TASK.PROGRESSED")
+                .tag("task:1")
+                .tag(format!("step:{i}"))
+        })
+        .collect();
+    events[50] = Event::new("TASK.PAUSED").tag("step:50");
+    store.append(events, None).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let runs = |sql: &str| -> Vec<(String, i64, i64)> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let run = |k: &str, f, l| (k.to_owned(), f, l);
+    assert_eq!(
+        runs("SELECT * FROM tag_runs WHERE tag = 'task:1' ORDER BY first"),
+        [run("task:1", 1, 50), run("task:1", 52, 100)]
+    );
+    let steps: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM tag_runs WHERE tag LIKE 'step:%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(steps, 100);
+    assert_eq!(
+        runs("SELECT * FROM type_runs ORDER BY first"),
+        [
+            run("TASK.PROGRESSED", 1, 50),
+            run("TASK.PAUSED", 51, 51),
+            run("TASK.PROGRESSED", 52, 100)
+        ]
+    );
+    let read = |q: Query, from: u64| {
+        store
+            .read(q, ReadOptions::forwards().from(from).limit(3))
+            .map_ok(|e| e.position)
+            .try_collect::<Vec<_>>()
+    };
+    let task = Query::item(QueryItem::tags(["task:1"]));
+    assert_eq!(read(task.clone(), 49).await.unwrap(), [49, 50, 52]);
+    let paused_or_step = Query {
+        items: vec![
+            QueryItem::types(["TASK.PAUSED"]),
+            QueryItem::tags(["step:99"]),
+        ],
+    };
+    assert_eq!(read(paused_or_step, 1).await.unwrap(), [51, 100]);
+}
