@@ -20,6 +20,10 @@ use tamma_events::{AppendCondition, Event, EventMetadata, EventStore, Limits, Qu
 use tamma_events_postgres::{PostgresConfig, PostgresStore};
 use tokio_postgres::{Client, NoTls};
 
+/// The allocator the `tamma` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 const WARMUP: Duration = Duration::from_millis(500);
 const MEASURE: Duration = Duration::from_secs(3);

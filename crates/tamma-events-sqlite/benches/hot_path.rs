@@ -27,6 +27,10 @@ use futures::TryStreamExt;
 use tamma_events::{AppendCondition, EventStore, Query, QueryItem, ReadOptions};
 use tamma_events_sqlite::{SqliteOptions, SqliteStore};
 
+/// The allocator the `tamma` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod common;
 use common::event;
 
