@@ -1,6 +1,6 @@
 //! The store: one writer thread with group commit, a pool of reader connections.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, mpsc};
@@ -1141,6 +1141,9 @@ fn insert_events(
 
 /// The runs of keys over events at consecutive positions: `(key, first, last)`, sorted by key then
 /// first. Each event gives its keys in `keys_of`; consecutive events sharing a key extend one run.
+///
+/// A run can only continue from the event just before, so only that event's keys are looked up (no
+/// hash map: events carry a handful of keys).
 fn runs<'e, K>(
     events: impl Iterator<Item = (i64, &'e Event)>,
     keys_of: impl Fn(&'e Event) -> K,
@@ -1149,19 +1152,28 @@ where
     K: Iterator<Item = &'e str>,
 {
     let mut runs: Vec<(&str, i64, i64)> = Vec::new();
-    // The run each key has open: its index in `runs`.
-    let mut open: HashMap<&str, usize> = HashMap::new();
+    // The keys of the previous event and the index in `runs` of the run each one has open.
+    let mut open: Vec<(&str, usize)> = Vec::new();
+    let mut next: Vec<(&str, usize)> = Vec::new();
     for (pos, event) in events {
+        next.clear();
         for key in keys_of(event) {
-            match open.get(key) {
-                Some(&i) if runs[i].2 == pos - 1 => runs[i].2 = pos,
-                Some(&i) if runs[i].2 == pos => {} // a key given twice
-                _ => {
-                    open.insert(key, runs.len());
-                    runs.push((key, pos, pos));
-                }
+            if next.iter().any(|&(k, _)| k == key) {
+                continue; // a key given twice
             }
+            let i = match open.iter().find(|&&(k, _)| k == key) {
+                Some(&(_, i)) if runs[i].2 == pos - 1 => {
+                    runs[i].2 = pos;
+                    i
+                }
+                _ => {
+                    runs.push((key, pos, pos));
+                    runs.len() - 1
+                }
+            };
+            next.push((key, i));
         }
+        std::mem::swap(&mut open, &mut next);
     }
     // In key order, runs land next to each other in the B-tree (and each key's at its end).
     runs.sort_unstable();
