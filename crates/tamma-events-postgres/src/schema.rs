@@ -17,7 +17,6 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "append_on_conflict",
         include_str!("../migrations/0003_append_on_conflict.sql"),
     ),
-    (4, "runs", include_str!("../migrations/0004_runs.sql")),
 ];
 
 /// Advisory-lock key held (transaction-scoped) by every append: "TAMMA" + 1.
@@ -31,14 +30,9 @@ pub(crate) const RETENTION_LOCK: i64 = 0x5441_4D4D_4100_0003;
 /// The `NOTIFY` channel appends announce their new head on.
 pub(crate) const CHANNEL: &str = "tamma_events";
 
-/// The group-commit statement: one call appends a whole batch (see `migrations/0004_runs.sql`).
+/// The group-commit statement: one call appends a whole batch (see `migrations/0003_append_on_conflict.sql`).
 pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found \
      FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
-
-/// The same for large batches: inserted without per-row conflict checks, which run only when an id of
-/// the batch turns out to be stored.
-pub(crate) const APPEND_LARGE_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found \
-     FROM tamma_append_large($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 /// The committed head.
 pub(crate) const HEAD_SQL: &str = "SELECT tamma_head()";
@@ -175,11 +169,9 @@ impl PageSql {
 /// The SQL of one page: events matching `query` from `from` (inclusive; the highest position when
 /// `backwards`), at most `limit`, in position order.
 ///
-/// Each item becomes ordered branches that stop at the limit: an item with tags walks the runs of its
-/// first tag (`tamma_tag_runs`, in order of their first position), reads the events each run covers, and
-/// checks the other tags and the types on the event row; an item with types only walks the runs of each
-/// type. Runs of one key never overlap, so their events come in position order. Several branches are
-/// merged and deduplicated by position.
+/// Each item becomes ordered branches that stop at the limit: an item with tags walks the first tag's
+/// `(tag, position)` entries and checks the other tags and the types on the event row; an item with types
+/// only walks `(type, position)` once per type. Several branches are merged and deduplicated by position.
 pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) -> PageSql {
     let (cmp, dir) = if backwards {
         ("<=", "DESC")
@@ -199,32 +191,12 @@ pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) ->
         params.push(p);
         params.len()
     };
-    // The walk of the runs of key `$k` in `table` (key column `col`) from `$1`, joined to their events.
-    let walk = |table: &str, col: &str, k: usize| {
-        if backwards {
-            (
-                format!(
-                    "FROM {table} r JOIN tamma_events e ON e.position BETWEEN r.first AND least(r.last, $1)"
-                ),
-                format!("r.{col} = ${k} AND r.first <= $1"),
-            )
-        } else {
-            // The run that may cover `$1` is the last one starting at or before it.
-            (
-                format!(
-                    "FROM {table} r JOIN tamma_events e ON e.position BETWEEN greatest(r.first, $1) AND r.last"
-                ),
-                format!(
-                    "r.{col} = ${k} AND r.first >= coalesce((SELECT s.first FROM {table} s \
-                     WHERE s.{col} = ${k} AND s.first <= $1 ORDER BY s.first DESC LIMIT 1), $1)"
-                ),
-            )
-        }
-    };
     for item in &query.items {
         if let Some(first) = item.tags.iter().next() {
-            let k = push(Box::new(first.to_owned()), &mut params);
-            let (from_clause, mut cond) = walk("tamma_tag_runs", "tag", k);
+            let mut cond = format!(
+                "t.tag = ${} AND t.position {cmp} $1",
+                push(Box::new(first.to_owned()), &mut params)
+            );
             if item.tags.len() > 1 {
                 let all: Vec<String> = item.tags.iter().map(str::to_owned).collect();
                 cond += &format!(" AND e.tags @> ${}", push(Box::new(all), &mut params));
@@ -235,22 +207,28 @@ pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) ->
                     push(Box::new(item.types.clone()), &mut params)
                 );
             }
-            branches.push((from_clause, cond));
+            branches.push((
+                "FROM tamma_event_tags t JOIN tamma_events e ON e.position = t.position".to_owned(),
+                cond,
+                "t.position",
+            ));
         } else {
             for ty in &item.types {
-                let k = push(Box::new(ty.clone()), &mut params);
-                branches.push(walk("tamma_type_runs", "type", k));
+                let cond = format!(
+                    "e.type = ${} AND e.position {cmp} $1",
+                    push(Box::new(ty.clone()), &mut params)
+                );
+                branches.push(("FROM tamma_events e".to_owned(), cond, "e.position"));
             }
         }
     }
-    let order = format!("r.first {dir}, e.position {dir}");
-    let sql = if let [(from_clause, cond)] = branches.as_slice() {
-        format!("SELECT {COLUMNS} {from_clause} WHERE {cond} ORDER BY {order} LIMIT $2")
+    let sql = if let [(from_clause, cond, key)] = branches.as_slice() {
+        format!("SELECT {COLUMNS} {from_clause} WHERE {cond} ORDER BY {key} {dir} LIMIT $2")
     } else {
         let union = branches
             .iter()
-            .map(|(from_clause, cond)| {
-                format!("(SELECT e.position AS position {from_clause} WHERE {cond} ORDER BY {order} LIMIT $2)")
+            .map(|(from_clause, cond, key)| {
+                format!("(SELECT {key} AS position {from_clause} WHERE {cond} ORDER BY {key} {dir} LIMIT $2)")
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
@@ -279,14 +257,12 @@ mod tests {
         assert_eq!(all.params.len(), 2);
         let one_tag = page_sql(&Query::item(QueryItem::tags(["a:1"])), 5, true, 10);
         assert!(
-            one_tag.sql.contains("r.tag = $3 AND r.first <= $1"),
+            one_tag.sql.contains("t.tag = $3 AND t.position <= $1"),
             "{}",
             one_tag.sql
         );
         assert!(
-            one_tag
-                .sql
-                .contains("ORDER BY r.first DESC, e.position DESC"),
+            one_tag.sql.contains("ORDER BY t.position DESC"),
             "{}",
             one_tag.sql
         );

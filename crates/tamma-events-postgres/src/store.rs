@@ -333,19 +333,10 @@ async fn delete_prefix(
         let through = last.min(first.saturating_add(RETENTION_CHUNK - 1));
         let n: i64 = tx
             .query_one(
-                // The runs of the removed events' tags and types: those ending by `$1` go, one
-                // reaching past it keeps its remaining part (disjoint rows, so both in one statement).
-                "WITH d AS (DELETE FROM tamma_events WHERE position <= $1 RETURNING type, tags),
-                      tg AS (SELECT DISTINCT unnest(d.tags) AS tag FROM d),
-                      ty AS (SELECT DISTINCT d.type FROM d),
-                      tg_gone AS (DELETE FROM tamma_tag_runs r USING tg
-                                   WHERE r.tag = tg.tag AND r.first <= $1 AND r.last <= $1),
-                      tg_cut AS (UPDATE tamma_tag_runs r SET first = $1 + 1 FROM tg
-                                  WHERE r.tag = tg.tag AND r.first <= $1 AND r.last > $1),
-                      ty_gone AS (DELETE FROM tamma_type_runs r USING ty
-                                   WHERE r.type = ty.type AND r.first <= $1 AND r.last <= $1),
-                      ty_cut AS (UPDATE tamma_type_runs r SET first = $1 + 1 FROM ty
-                                  WHERE r.type = ty.type AND r.first <= $1 AND r.last > $1)
+                "WITH d AS (DELETE FROM tamma_events WHERE position <= $1 RETURNING position, tags),
+                      t AS (DELETE FROM tamma_event_tags g
+                             USING (SELECT unnest(d.tags) AS tag, d.position FROM d) x
+                             WHERE g.tag = x.tag AND g.position = x.position)
                  SELECT count(*) FROM d",
                 &[&through],
             )

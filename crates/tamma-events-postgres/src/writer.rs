@@ -13,7 +13,7 @@ use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
 use crate::error::{PgErrorClass, classify, to_store_error};
-use crate::schema::{APPEND_LARGE_SQL, APPEND_SQL, FoundRow, to_i64, to_u64};
+use crate::schema::{APPEND_SQL, FoundRow, to_i64, to_u64};
 use crate::store::{Shared, connect_client};
 
 /// Most events one transaction carries; a batch stops growing here (appends are never split).
@@ -101,17 +101,11 @@ fn reject_nul(i: usize, e: &Event) -> Result<()> {
     Ok(())
 }
 
-/// The writer's connection and its prepared append statements.
+/// The writer's connection and its prepared append statement.
 struct Conn {
     client: Client,
     append: Statement,
-    /// `tamma_append_large`: for batches of at least [`LARGE_BATCH`] events.
-    append_large: Statement,
 }
-
-/// Events in a batch from which it is inserted without a per-row conflict check (`tamma_append_large`):
-/// the check costs more per row than the exception block around the batch costs once.
-const LARGE_BATCH: usize = 16;
 
 /// Runs until every sender is dropped (the store closed): takes the first queued append, then every
 /// append queued behind it (up to the batch limits), and commits them in one transaction.
@@ -216,15 +210,7 @@ pub(crate) async fn run(
 async fn open(pg: &tokio_postgres::Config) -> Result<Conn> {
     let client = connect_client(pg).await?;
     let append = client.prepare(APPEND_SQL).await.map_err(to_store_error)?;
-    let append_large = client
-        .prepare(APPEND_LARGE_SQL)
-        .await
-        .map_err(to_store_error)?;
-    Ok(Conn {
-        client,
-        append,
-        append_large,
-    })
+    Ok(Conn { client, append })
 }
 
 /// One row of `tamma_append` per append: status, first position, conflict, stored rows.
@@ -296,15 +282,10 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
         &data,
     ];
     let delay = batch.iter().filter_map(|r| r.delay).max();
-    let append = if n >= LARGE_BATCH {
-        &c.append_large
-    } else {
-        &c.append
-    };
     let rows = if let Some(delay) = delay {
         // Test hook: hold the commit (and with it the append lock) after positions are assigned.
         c.client.batch_execute("BEGIN").await?;
-        let rows = match c.client.query(append, &params).await {
+        let rows = match c.client.query(&c.append, &params).await {
             Ok(rows) => rows,
             Err(e) => {
                 // The transaction is aborted; end it so the connection can be used again.
@@ -317,7 +298,7 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
         rows
     } else {
         // One statement, one implicit transaction, one round trip: the lock is released after COMMIT.
-        c.client.query(append, &params).await?
+        c.client.query(&c.append, &params).await?
     };
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))

@@ -33,8 +33,7 @@ async fn migrations_are_versioned_idempotent_and_safe_concurrently() {
         vec![
             (1, "events".to_owned()),
             (2, "cursors".to_owned()),
-            (3, "append_on_conflict".to_owned()),
-            (4, "runs".to_owned())
+            (3, "append_on_conflict".to_owned())
         ]
     );
 }
@@ -86,7 +85,7 @@ async fn a_version_2_database_is_upgraded_in_place() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 4);
+    assert_eq!(version, 3);
     let retry = store.append(vec![old.clone()], None).await.unwrap();
     assert_eq!((retry.positions, retry.duplicate), (vec![1], true));
     let mut changed = old.clone();
@@ -102,22 +101,12 @@ async fn a_version_2_database_is_upgraded_in_place() {
         .await
         .unwrap();
     assert_eq!(next.positions, vec![2, 3]);
-    let runs = c
-        .query(
-            "SELECT tag, first::text, last::text FROM tamma_tag_runs ORDER BY tag, first",
-            &[],
-        )
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM tamma_event_tags", &[])
         .await
-        .unwrap();
-    let runs: Vec<(String, String, String)> = runs
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    assert_eq!(
-        runs,
-        [("k:v".to_owned(), "1".to_owned(), "1".to_owned())],
-        "the version-2 tag row became a run; the refused append left none"
-    );
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the refused append left no tag rows");
     let fresh: i64 = c
         .query_one(
             "SELECT count(*) FROM tamma_events WHERE type = 'FRESH'",
@@ -149,7 +138,7 @@ async fn newer_schema_is_refused() {
             e,
             OpenError::SchemaTooNew {
                 found: 99,
-                supported: 4
+                supported: 3
             }
         ),
         "{e}"
@@ -397,8 +386,7 @@ async fn conditions_see_earlier_appends_of_the_same_batch() {
         .unwrap();
     let tags = c
         .query(
-            "SELECT p::text, r.tag FROM tamma_tag_runs r, generate_series(r.first, r.last) p \
-             ORDER BY p, r.tag",
+            "SELECT position::text, tag FROM tamma_event_tags ORDER BY position, tag",
             &[],
         )
         .await
@@ -413,95 +401,5 @@ async fn conditions_see_earlier_appends_of_the_same_batch() {
     assert_eq!(
         pairs(&tags),
         owned(&[("1", "x:1"), ("2", "x:1"), ("2", "z:1")])
-    );
-}
-
-/// A batch of at least 16 events goes in without per-row conflict checks; when one of its ids is
-/// stored, the attempt is rolled back and the batch answered the checked way: a retry gets its original
-/// positions, a changed event under a stored id is refused and leaves nothing behind. Events of one
-/// append sharing a tag or type take one run; retention cutting through a run keeps its remainder.
-#[tokio::test]
-async fn large_batches_fall_back_to_checked_inserts_and_share_runs() {
-    use futures::TryStreamExt;
-    use tamma_events::{AppendCondition, QueryItem, ReadOptions};
-    let db = TestDb::create().await;
-    let store = db.store().await;
-    let c = db.client().await;
-    let batch: Vec<Event> = (0..20)
-        .map(|i| Event::new("BULK").tag("bulk:1").tag(format!("n:{i}")))
-        .collect();
-    let first = store.append(batch.clone(), None).await.unwrap();
-    assert_eq!(first.positions, (1..=20).collect::<Vec<u64>>());
-    let retry = store.append(batch.clone(), None).await.unwrap();
-    assert_eq!((retry.positions, retry.duplicate), (first.positions, true));
-    let mut changed: Vec<Event> = (0..19).map(|_| Event::new("BULK").tag("bulk:2")).collect();
-    let mut reused = batch[5].clone();
-    reused.event_type = "CHANGED".into();
-    changed.push(reused);
-    let e = store.append(changed, None).await.unwrap_err();
-    assert_eq!(e.code(), "duplicate_event_id", "{e}");
-    let count = |sql: &'static str| {
-        let c = &c;
-        async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
-    };
-    assert_eq!(count("SELECT count(*) FROM tamma_events").await, 20);
-    assert_eq!(
-        count("SELECT count(*) FROM tamma_tag_runs WHERE tag LIKE 'bulk:%'").await,
-        1,
-        "one run for bulk:1, none for the refused bulk:2"
-    );
-    assert_eq!(count("SELECT count(*) FROM tamma_type_runs").await, 1);
-    assert_eq!(count("SELECT count(*) FROM tamma_tag_runs").await, 21);
-
-    // Retention through position 10 (recorded earlier than the rest) cuts the bulk:1 run in two.
-    c.execute(
-        "UPDATE tamma_events SET recorded_at = recorded_at - interval '1 day' WHERE position <= 10",
-        &[],
-    )
-    .await
-    .unwrap();
-    let cutoff = chrono::Utc::now() - chrono::Duration::hours(1);
-    assert_eq!(store.delete_before(cutoff).await.unwrap(), 10);
-    let bulk = Query::item(QueryItem::tags(["bulk:1"]));
-    let read = |q: Query, options: ReadOptions| {
-        store
-            .read(q, options)
-            .map_ok(|e| e.position)
-            .try_collect::<Vec<u64>>()
-    };
-    assert_eq!(
-        read(bulk.clone(), ReadOptions::forwards()).await.unwrap(),
-        (11..=20).collect::<Vec<u64>>()
-    );
-    assert_eq!(
-        read(bulk.clone(), ReadOptions::backwards().from(13))
-            .await
-            .unwrap(),
-        [13, 12, 11]
-    );
-    let types = Query::item(QueryItem::types(["BULK"]));
-    assert_eq!(
-        read(types, ReadOptions::forwards().from(19)).await.unwrap(),
-        [19, 20]
-    );
-    let run: (i64, i64) = c
-        .query_one(
-            "SELECT first, last FROM tamma_tag_runs WHERE tag = 'bulk:1'",
-            &[],
-        )
-        .await
-        .map(|r| (r.get(0), r.get(1)))
-        .unwrap();
-    assert_eq!(run, (11, 20));
-    let e = store
-        .append(
-            vec![Event::new("BULK").tag("bulk:1")],
-            Some(AppendCondition::new(bulk).after(0)),
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        e.to_string().contains("11"),
-        "the first bulk:1 after the cut: {e}"
     );
 }
