@@ -271,16 +271,8 @@ async fn a_version_2_store_is_upgraded_in_place() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, 3);
-    let runs = |table: &str| -> Vec<(String, i64, i64)> {
-        let mut stmt = conn
-            .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    let run = |k: &str, f, l| (k.to_owned(), f, l);
+    let runs = |table: &str| crate::runs(&conn, &format!("SELECT * FROM {table} ORDER BY 1, 2"));
+    let run = crate::run;
     assert_eq!(
         runs("tag_runs"),
         [

@@ -440,14 +440,8 @@ async fn events_written_together_share_one_run_per_tag_and_type() {
     events[50] = Event::new("TASK.PAUSED").tag("step:50");
     store.append(events, None).await.unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let runs = |sql: &str| -> Vec<(String, i64, i64)> {
-        let mut stmt = conn.prepare(sql).unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    let run = |k: &str, f, l| (k.to_owned(), f, l);
+    let runs = |sql: &str| crate::runs(&conn, sql);
+    let run = crate::run;
     assert_eq!(
         runs("SELECT * FROM tag_runs WHERE tag = 'task:1' ORDER BY first"),
         [run("task:1", 1, 50), run("task:1", 52, 100)]
