@@ -58,6 +58,8 @@ catalogue! {
     EVENTS_BATCH_SIZE = "tamma_events_batch_size", Histogram, "Events per group commit.";
     /// Time to commit a group, seconds.
     EVENTS_COMMIT_SECONDS = "tamma_events_commit_seconds", Histogram, "Time to commit one group of appends.";
+    /// Each durable sync of the embedded store's write-ahead log (one per group commit), seconds.
+    EVENTS_WAL_SYNC_SECONDS = "tamma_events_wal_sync_seconds", Histogram, "Time of each durable sync (fdatasync) of the embedded store's write-ahead log.";
     /// Store errors by error `category`.
     EVENTS_STORE_ERRORS_TOTAL = "tamma_events_store_errors_total", Counter, "Event store errors by class.";
     /// Events removed by retention.

@@ -5,7 +5,7 @@
 //! It starts with a 2-second raw `write 4 KiB + fdatasync` probe on the data directory's filesystem
 //! (and prints the filesystem type), then runs each workload through the `EventStore` API, durable
 //! (`synchronous=FULL`), and prints events/s, p50/p99 latency per call, CPU seconds per 1,000 events and,
-//! for writes, events per commit (each commit is one WAL sync). Events look like real ones: a UUIDv7 id,
+//! for writes, events per commit (each commit is one WAL sync), the mean time of a WAL sync and the share of the run spent in them. Events look like real ones: a UUIDv7 id,
 //! 2 tags, about 200 bytes of JSON data and 3 metadata keys.
 #![allow(
     clippy::print_stdout,
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use hdrhistogram::Histogram;
 use tamma_events::{AppendCondition, EventStore, Query, QueryItem, ReadOptions};
-use tamma_events_sqlite::{SqliteOptions, SqliteStore};
+use tamma_events_sqlite::{SqliteOptions, SqliteStore, WalSyncs};
 
 /// The allocator the `tamma` binary runs with.
 #[global_allocator]
@@ -64,7 +64,9 @@ fn fs_type(dir: &Path) -> String {
         .map_or_else(|| "unknown".into(), |(_, s)| s)
 }
 
-fn fdatasync_probe(dir: &Path) -> (f64, f64) {
+/// `write <block> bytes + fdatasync` for 2 s, cycling through a preallocated 16 MiB file (as the WAL is
+/// rewritten from its start after each checkpoint): syncs/s and the p50 in µs.
+fn fdatasync_probe(dir: &Path, block: usize) -> (f64, f64) {
     let path = dir.join("probe.bin");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -73,15 +75,18 @@ fn fdatasync_probe(dir: &Path) -> (f64, f64) {
         .write(true)
         .open(&path)
         .unwrap();
-    f.write_all(&vec![0u8; 1 << 20]).unwrap();
+    const FILE: usize = 16 << 20;
+    f.write_all(&vec![0u8; FILE]).unwrap();
     f.sync_all().unwrap();
-    let block = [7u8; 4096];
+    let slots = (FILE / block) as u64;
+    let block = vec![7u8; block];
     let mut h = Histogram::<u64>::new(3).unwrap();
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < Duration::from_secs(2) {
         let t = Instant::now();
-        f.seek(SeekFrom::Start((n % 256) * 4096)).unwrap();
+        f.seek(SeekFrom::Start((n % slots) * block.len() as u64))
+            .unwrap();
         f.write_all(&block).unwrap();
         f.sync_data().unwrap();
         h.record(t.elapsed().as_micros() as u64).unwrap();
@@ -101,29 +106,45 @@ struct Row {
     cpu: f64,
     lat: Histogram<u64>,
     per_commit: Option<f64>,
+    /// The WAL syncs the writer made during the workload.
+    syncs: Option<WalSyncs>,
 }
 
 fn print_header() {
     println!(
-        "| {:<46} | {:>12} | {:>9} | {:>9} | {:>12} | {:>13} |",
-        "workload", "events/s", "p50 µs", "p99 µs", "CPU s/1k ev", "events/commit"
+        "| {:<46} | {:>12} | {:>9} | {:>9} | {:>12} | {:>13} | {:>10} | {:>8} |",
+        "workload",
+        "events/s",
+        "p50 µs",
+        "p99 µs",
+        "CPU s/1k ev",
+        "events/commit",
+        "µs/sync",
+        "in sync"
     );
     println!(
-        "|{:-<48}|{:->14}|{:->11}|{:->11}|{:->14}|{:->15}|",
-        "", "", "", "", "", ""
+        "|{:-<48}|{:->14}|{:->11}|{:->11}|{:->14}|{:->15}|{:->12}|{:->10}|",
+        "", "", "", "", "", "", "", ""
     );
 }
 
 fn print_row(r: &Row) {
     println!(
-        "| {:<46} | {:>12.0} | {:>9} | {:>9} | {:>12.4} | {:>13} |",
+        "| {:<46} | {:>12.0} | {:>9} | {:>9} | {:>12.4} | {:>13} | {:>10} | {:>8} |",
         r.name,
         r.events as f64 / r.secs,
         r.lat.value_at_quantile(0.5),
         r.lat.value_at_quantile(0.99),
         r.cpu / r.events.max(1) as f64 * 1000.0,
         r.per_commit
-            .map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+            .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+        r.syncs
+            .and_then(|s| s.mean())
+            .map_or_else(|| "-".into(), |m| format!("{:.0}", m.as_secs_f64() * 1e6)),
+        r.syncs.map_or_else(
+            || "-".into(),
+            |s| format!("{:.0}%", s.total.as_secs_f64() / r.secs * 100.0)
+        )
     );
 }
 
@@ -149,6 +170,7 @@ async fn writers(
     max_calls: u64,
 ) -> Row {
     let before = store.head().await.unwrap();
+    let syncs0 = store.wal_syncs();
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -186,6 +208,7 @@ async fn writers(
     }
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
+    let syncs = Some(store.wal_syncs().since(&syncs0));
     let per_commit = Some(events_per_commit(store, before).await);
     Row {
         name: name.into(),
@@ -194,6 +217,7 @@ async fn writers(
         cpu,
         lat,
         per_commit,
+        syncs,
     }
 }
 
@@ -222,9 +246,14 @@ fn main() {
         dir.path().display(),
         fs_type(dir.path())
     );
-    let (syncs, p50) = fdatasync_probe(dir.path());
+    let (syncs, p50) = fdatasync_probe(dir.path(), 4096);
     println!(
-        "raw write 4 KiB + fdatasync (rewriting a preallocated file), 2 s: {syncs:.0}/s, p50 {p50:.0} µs\n"
+        "raw write 4 KiB + fdatasync (rewriting a preallocated file), 2 s: {syncs:.0}/s, p50 {p50:.0} µs"
+    );
+    // About the WAL bytes of a 100-event commit here (19 pages of 4 KiB and their frame headers).
+    let (syncs, p50) = fdatasync_probe(dir.path(), 80 << 10);
+    println!(
+        "raw write 80 KiB + fdatasync (the WAL of a 100-event commit), 2 s: {syncs:.0}/s, p50 {p50:.0} µs\n"
     );
     rt.block_on(async {
         let store = Arc::new(
@@ -312,6 +341,7 @@ fn main() {
             cpu: cpu_seconds() - cpu0,
             lat,
             per_commit: None,
+            syncs: None,
         });
         let cpu0 = cpu_seconds();
         let start = Instant::now();
@@ -329,6 +359,7 @@ fn main() {
             cpu: cpu_seconds() - cpu0,
             lat,
             per_commit: None,
+            syncs: None,
         });
         println!(
             "\nthis process's RSS after everything above: {:.0} MiB",

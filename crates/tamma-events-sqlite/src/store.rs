@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, mpsc};
 
 use std::time::{Duration, Instant};
@@ -83,6 +83,36 @@ impl Default for SqliteOptions {
     }
 }
 
+/// The write-ahead log syncs of a store's writer ([`SqliteStore::wal_syncs`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalSyncs {
+    /// Syncs made.
+    pub count: u64,
+    /// Their total time.
+    pub total: Duration,
+}
+
+impl WalSyncs {
+    /// The mean time of one sync, `None` before the first.
+    #[must_use]
+    pub fn mean(&self) -> Option<Duration> {
+        (self.count > 0).then(|| {
+            Duration::from_nanos(
+                u64::try_from(self.total.as_nanos() / u128::from(self.count)).unwrap_or(u64::MAX),
+            )
+        })
+    }
+
+    /// The syncs made between `earlier` and `self` (two readings of one store).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            count: self.count.saturating_sub(earlier.count),
+            total: self.total.saturating_sub(earlier.total),
+        }
+    }
+}
+
 /// What SQLite reports for the writer connection's durability settings (read back after opening).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriterSettings {
@@ -125,6 +155,9 @@ struct Inner {
 struct Shared {
     queued: AtomicUsize,
     last_commit: Mutex<Option<Instant>>,
+    /// WAL syncs the writer made, and their total time in nanoseconds.
+    syncs: AtomicU64,
+    sync_nanos: AtomicU64,
 }
 
 /// One append as the writer gets it. The writer hands it back with the answer, so that its memory is
@@ -243,6 +276,8 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
             last_commit: Mutex::new(None),
+            syncs: AtomicU64::new(0),
+            sync_nanos: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let (checkpoints, checkpointer) = match options.checkpoint_interval {
@@ -311,6 +346,19 @@ impl SqliteStore {
     #[must_use]
     pub fn writer_settings(&self) -> &WriterSettings {
         &self.inner.settings
+    }
+
+    /// The durable syncs of the write-ahead log the writer made since the store opened (one per
+    /// group commit, plus one per checkpoint the writer runs itself), and their total time: the
+    /// disk's part of every commit. Counted by the WAL buffer
+    /// ([`SqliteOptions::buffer_wal_writes`], the default); zero without it. Each sync is also
+    /// recorded in the `tamma_events_wal_sync_seconds` histogram.
+    #[must_use]
+    pub fn wal_syncs(&self) -> WalSyncs {
+        WalSyncs {
+            count: self.inner.shared.syncs.load(Ordering::Relaxed),
+            total: Duration::from_nanos(self.inner.shared.sync_nanos.load(Ordering::Relaxed)),
+        }
     }
 
     fn send(&self, req: Request) -> tamma_events::Result<()> {
@@ -729,7 +777,9 @@ impl Writer {
                     }
                     Request::Delete { cutoff, reply } => {
                         self.commit_group(std::mem::take(&mut group));
-                        let _ = reply.send(self.delete_before(cutoff).map_err(backend));
+                        let removed = self.delete_before(cutoff).map_err(backend);
+                        self.note_syncs();
+                        let _ = reply.send(removed);
                     }
                     Request::Cursor {
                         name,
@@ -743,6 +793,7 @@ impl Writer {
                                  ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                             )
                             .and_then(|mut st| st.execute(rusqlite::params![name, position]));
+                        self.note_syncs();
                         let _ = reply.send(saved.map(|_| ()).map_err(backend));
                     }
                 }
@@ -754,6 +805,18 @@ impl Writer {
         }
     }
 
+    /// Adds the WAL syncs this thread made since the last call to the store's count.
+    fn note_syncs(&self) {
+        let (n, took) = crate::wal_buffer::take_syncs();
+        if n > 0 {
+            self.shared.syncs.fetch_add(n, Ordering::Relaxed);
+            self.shared.sync_nanos.fetch_add(
+                u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     /// Checks, writes and commits a group of appends in one transaction, then answers each.
     fn commit_group(&mut self, group: Vec<Pending>) {
         if group.is_empty() {
@@ -762,6 +825,7 @@ impl Writer {
         let started = Instant::now();
         let now = schema::micros(Utc::now()).max(self.last_recorded);
         let written = self.write_group(&group, now);
+        self.note_syncs();
         // Counted before anyone of this group is answered: these are other appenders, not ones of
         // this group already back.
         self.queued_during_commit = self.shared.queued.load(Ordering::Relaxed);

@@ -17,8 +17,10 @@
 //! file and its locks as usual.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use rusqlite::ffi;
 
@@ -305,9 +307,32 @@ unsafe extern "C" fn sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     // SAFETY: as in `read`.
     unsafe {
         flushed(file, |m, real| {
-            m.xSync.map_or(ffi::SQLITE_IOERR_FSYNC, |x| x(real, flags))
+            let Some(x) = m.xSync else {
+                return ffi::SQLITE_IOERR_FSYNC;
+            };
+            let started = Instant::now();
+            let rc = x(real, flags);
+            let took = started.elapsed();
+            SYNCS.with(|s| {
+                let (n, t) = s.get();
+                s.set((n + 1, t + took));
+            });
+            metrics::histogram!(tamma_core::metric_names::EVENTS_WAL_SYNC_SECONDS)
+                .record(took.as_secs_f64());
+            rc
         })
     }
+}
+
+thread_local! {
+    /// Syncs of WAL files made on this thread, and their time (the writer thread takes them after
+    /// each commit: a connection's files are only used by the thread running its statements).
+    static SYNCS: Cell<(u64, Duration)> = const { Cell::new((0, Duration::ZERO)) };
+}
+
+/// The syncs of WAL files this thread made since the last call, and their total time.
+pub(crate) fn take_syncs() -> (u64, Duration) {
+    SYNCS.with(|s| s.replace((0, Duration::ZERO)))
 }
 
 unsafe extern "C" fn file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {

@@ -478,3 +478,66 @@ async fn events_written_together_share_one_run_per_tag_and_type() {
     };
     assert_eq!(read(paused_or_step, 1).await.unwrap(), [51, 100]);
 }
+
+/// Every commit makes exactly one durable sync of the WAL, timed: appends one after another take
+/// one sync each; appends queued behind a held commit share the sync of their group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_commit_makes_one_timed_wal_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = slow_commit_store(&dir);
+    let opened = store.wal_syncs();
+    assert_eq!(opened.mean(), None, "{opened:?}");
+    for i in 0..20 {
+        store
+            .append(vec![Event::new("ONE").data(serde_json::json!(i))], None)
+            .await
+            .unwrap();
+    }
+    let one_by_one = store.wal_syncs().since(&opened);
+    assert_eq!(one_by_one.count, 20, "{one_by_one:?}");
+    assert!(one_by_one.total > Duration::ZERO, "{one_by_one:?}");
+    let mean = one_by_one.mean().unwrap();
+    assert!(
+        mean > Duration::ZERO && mean <= one_by_one.total,
+        "{one_by_one:?}"
+    );
+
+    let before = store.wal_syncs();
+    let slow = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(vec![Event::new("SLOW")], None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut queued = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        queued.push(tokio::spawn(async move {
+            store
+                .append(vec![Event::new("QUEUED").data(serde_json::json!(i))], None)
+                .await
+        }));
+    }
+    slow.await.unwrap().unwrap();
+    for q in queued {
+        q.await.unwrap().unwrap();
+    }
+    let grouped = store.wal_syncs().since(&before);
+    // One sync per transaction: count the distinct commit times of the 17 events.
+    let events: Vec<_> = store
+        .read(Query::all(), ReadOptions::default().from(21))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 17);
+    let mut commits: Vec<_> = events.iter().map(|e| e.recorded_at).collect();
+    commits.dedup();
+    assert_eq!(
+        grouped.count,
+        commits.len() as u64,
+        "{grouped:?} for {commits:?}"
+    );
+    assert!(
+        grouped.count < 17,
+        "{grouped:?}: the queued appends were not grouped"
+    );
+}

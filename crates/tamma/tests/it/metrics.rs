@@ -305,6 +305,17 @@ fn prometheus_exposition_of_a_live_node() {
     // Five events over HTTP, plus the node's own audit events (CONFIG.LOADED, NODE.STARTED).
     let events = find(&all, "tamma_events_appended_total", &[]).expect("appended events counted");
     assert!(events.value >= 5.0, "{events:?}");
+    // The embedded store's commits each made one timed WAL sync.
+    let syncs = find(&all, "tamma_events_wal_sync_seconds_count", &[]).expect("WAL syncs timed");
+    assert!(syncs.value >= 1.0, "{syncs:?}");
+    assert!(
+        find(
+            &all,
+            "tamma_events_wal_sync_seconds_bucket",
+            &[("le", "+Inf")]
+        )
+        .is_some_and(|b| (b.value - syncs.value).abs() < f64::EPSILON)
+    );
     for name in [
         "tamma_process_cpu_seconds_total",
         "tamma_process_resident_memory_bytes",
