@@ -18,26 +18,39 @@ fn slow_commit_store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(dir.path().join("e.db"), options).unwrap())
 }
 
+type Appending = tokio::task::JoinHandle<tamma_events::Result<tamma_events::AppendResult>>;
+
+/// Starts a `SLOW` append on a [`slow_commit_store`], then, while its commit is held, `n` appends of one
+/// `QUEUED` event each.
+async fn queue_behind_a_slow_commit(
+    store: &Arc<SqliteStore>,
+    n: usize,
+) -> (Appending, Vec<Appending>) {
+    let slow = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(vec![Event::new("SLOW")], None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let queued = (0..n)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append(vec![Event::new("QUEUED").data(serde_json::json!(i))], None)
+                    .await
+            })
+        })
+        .collect();
+    (slow, queued)
+}
+
 /// Appends queued while a commit is in progress are committed together: one transaction, one
 /// `recordedAt`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_queued_during_a_commit_share_one_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let store = slow_commit_store(&dir);
-    let slow = {
-        let store = store.clone();
-        tokio::spawn(async move { store.append(vec![Event::new("SLOW")], None).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut queued = Vec::new();
-    for i in 0..20 {
-        let store = store.clone();
-        queued.push(tokio::spawn(async move {
-            store
-                .append(vec![Event::new("QUEUED").data(serde_json::json!(i))], None)
-                .await
-        }));
-    }
+    let (slow, queued) = queue_behind_a_slow_commit(&store, 20).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
         store.health().await.unwrap().queue_depth >= 1,
@@ -503,20 +516,7 @@ async fn each_commit_makes_one_timed_wal_sync() {
     );
 
     let before = store.wal_syncs();
-    let slow = {
-        let store = store.clone();
-        tokio::spawn(async move { store.append(vec![Event::new("SLOW")], None).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut queued = Vec::new();
-    for i in 0..16 {
-        let store = store.clone();
-        queued.push(tokio::spawn(async move {
-            store
-                .append(vec![Event::new("QUEUED").data(serde_json::json!(i))], None)
-                .await
-        }));
-    }
+    let (slow, queued) = queue_behind_a_slow_commit(&store, 16).await;
     slow.await.unwrap().unwrap();
     for q in queued {
         q.await.unwrap().unwrap();
