@@ -525,6 +525,7 @@ impl EventStore for PostgresStore {
                 head,
                 queue_depth: self.inner.shared.queued.load(Ordering::Relaxed),
                 last_commit_age: self.inner.shared.last_commit.lock().map(|t| t.elapsed()),
+                syncs: None,
             })
         })
     }

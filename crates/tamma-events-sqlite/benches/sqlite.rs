@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use hdrhistogram::Histogram;
+use tamma_events::SyncStats;
 use tamma_events::{AppendCondition, EventStore, Query, QueryItem, ReadOptions};
-use tamma_events_sqlite::{SqliteOptions, SqliteStore, WalSyncs};
+use tamma_events_sqlite::{SqliteOptions, SqliteStore};
 
 /// The allocator the `tamma` binary runs with.
 #[global_allocator]
@@ -107,7 +108,7 @@ struct Row {
     lat: Histogram<u64>,
     per_commit: Option<f64>,
     /// The WAL syncs the writer made during the workload.
-    syncs: Option<WalSyncs>,
+    syncs: Option<SyncStats>,
 }
 
 fn print_header() {

@@ -39,4 +39,4 @@ mod store;
 mod wal_buffer;
 
 pub use error::{Error, is_transient};
-pub use store::{SqliteOptions, SqliteStore, WalSyncs, WriterSettings};
+pub use store::{SqliteOptions, SqliteStore, WriterSettings};

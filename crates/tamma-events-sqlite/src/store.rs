@@ -15,8 +15,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tamma_core::metric_names as m;
 use tamma_events::{
     AppendCondition, AppendResult, Event, EventStore, EventStream, IdCheck, Limits, Query,
-    ReadOptions, SequencedEvent, StoreHealth, StoreHooks, SubscriptionSource, resolve_ids,
-    subscription, validate_append_sized,
+    ReadOptions, SequencedEvent, StoreHealth, StoreHooks, SubscriptionSource, SyncStats,
+    resolve_ids, subscription, validate_append_sized,
 };
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -79,36 +79,6 @@ impl Default for SqliteOptions {
             group_wait: Duration::from_micros(250),
             checkpoint_interval: Some(Duration::from_millis(5)),
             buffer_wal_writes: true,
-        }
-    }
-}
-
-/// The write-ahead log syncs of a store's writer ([`SqliteStore::wal_syncs`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WalSyncs {
-    /// Syncs made.
-    pub count: u64,
-    /// Their total time.
-    pub total: Duration,
-}
-
-impl WalSyncs {
-    /// The mean time of one sync, `None` before the first.
-    #[must_use]
-    pub fn mean(&self) -> Option<Duration> {
-        (self.count > 0).then(|| {
-            Duration::from_nanos(
-                u64::try_from(self.total.as_nanos() / u128::from(self.count)).unwrap_or(u64::MAX),
-            )
-        })
-    }
-
-    /// The syncs made between `earlier` and `self` (two readings of one store).
-    #[must_use]
-    pub fn since(&self, earlier: &Self) -> Self {
-        Self {
-            count: self.count.saturating_sub(earlier.count),
-            total: self.total.saturating_sub(earlier.total),
         }
     }
 }
@@ -354,8 +324,8 @@ impl SqliteStore {
     /// ([`SqliteOptions::buffer_wal_writes`], the default); zero without it. Each sync is also
     /// recorded in the `tamma_events_wal_sync_seconds` histogram.
     #[must_use]
-    pub fn wal_syncs(&self) -> WalSyncs {
-        WalSyncs {
+    pub fn wal_syncs(&self) -> SyncStats {
+        SyncStats {
             count: self.inner.shared.syncs.load(Ordering::Relaxed),
             total: Duration::from_nanos(self.inner.shared.sync_nanos.load(Ordering::Relaxed)),
         }
@@ -497,6 +467,7 @@ impl EventStore for SqliteStore {
                 head,
                 queue_depth: self.inner.shared.queued.load(Ordering::Relaxed),
                 last_commit_age: self.inner.shared.last_commit.lock().map(|t| t.elapsed()),
+                syncs: Some(self.wal_syncs()),
             })
         })
     }

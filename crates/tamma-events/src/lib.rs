@@ -14,7 +14,7 @@
 //! |---|---|
 //! | [`Event`], [`EventMetadata`], [`Tags`], [`SequencedEvent`] | events in and out |
 //! | [`Query`], [`QueryItem`], [`AppendCondition`], [`ReadOptions`], [`EventFilter`] | selecting events |
-//! | [`EventStore`], [`AppendResult`], [`StoreHealth`], [`StoreCheck`] | the store |
+//! | [`EventStore`], [`AppendResult`], [`StoreHealth`], [`SyncStats`], [`StoreCheck`] | the store |
 //! | [`EventsConfig`] | the `events` config section |
 //!
 //! ```
@@ -64,6 +64,7 @@ pub use memory::MemoryStore;
 pub use query::{AppendCondition, Query, QueryItem, ReadOptions};
 pub use store::{
     AppendResult, CommitDelayFn, EventStore, EventStream, Limits, StoreHealth, StoreHooks,
+    SyncStats,
 };
 pub use subscription::{PageFetch, SubscriptionSource, subscription};
 pub use tags::Tags;

@@ -289,6 +289,7 @@ impl EventStore for MemoryStore {
             head: self.inner.state.read().head,
             queue_depth: self.inner.queued.load(Ordering::Relaxed),
             last_commit_age: self.inner.last_commit.lock().map(|t| t.elapsed()),
+            syncs: None,
         };
         Box::pin(async move { Ok(health) })
     }

@@ -64,6 +64,65 @@ pub struct StoreHealth {
     /// Time since the writer last committed, `None` if it has not committed since the store opened.
     #[serde(serialize_with = "ser_opt_ms")]
     pub last_commit_age: Option<Duration>,
+    /// The durable syncs the writer made since the store opened, where the backend can time them (the
+    /// embedded store times the `fdatasync` of each commit; PostgreSQL's happen on the server: `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syncs: Option<SyncStats>,
+}
+
+/// Durable syncs made by a store's writer: how many, and their total time.
+///
+/// ```
+/// use std::time::Duration;
+/// use tamma_events::SyncStats;
+///
+/// let earlier = SyncStats { count: 10, total: Duration::from_millis(2) };
+/// let now = SyncStats { count: 14, total: Duration::from_millis(4) };
+/// assert_eq!(now.since(&earlier).mean(), Some(Duration::from_micros(500)));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Syncs made.
+    pub count: u64,
+    /// Their total time.
+    pub total: Duration,
+}
+
+impl SyncStats {
+    /// The mean time of one sync, `None` when there was none.
+    #[must_use]
+    pub fn mean(&self) -> Option<Duration> {
+        (self.count > 0).then(|| {
+            Duration::from_nanos(
+                u64::try_from(self.total.as_nanos() / u128::from(self.count)).unwrap_or(u64::MAX),
+            )
+        })
+    }
+
+    /// The syncs made between `earlier` and `self` (two readings of one store).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            count: self.count.saturating_sub(earlier.count),
+            total: self.total.saturating_sub(earlier.total),
+        }
+    }
+}
+
+impl Serialize for SyncStats {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire {
+            count: u64,
+            total_us: u64,
+        }
+        Wire {
+            count: self.count,
+            total_us: u64::try_from(self.total.as_micros()).unwrap_or(u64::MAX),
+        }
+        .serialize(s)
+    }
 }
 
 fn ser_opt_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -258,10 +317,22 @@ mod tests {
             head: 3,
             queue_depth: 0,
             last_commit_age: Some(Duration::from_millis(1500)),
+            syncs: None,
         };
         assert_eq!(
             serde_json::to_value(&h).unwrap(),
             serde_json::json!({"head": 3, "queueDepth": 0, "lastCommitAge": 1500})
+        );
+        let h = StoreHealth {
+            syncs: Some(SyncStats {
+                count: 7,
+                total: Duration::from_micros(1234),
+            }),
+            ..h
+        };
+        assert_eq!(
+            serde_json::to_value(&h).unwrap()["syncs"],
+            serde_json::json!({"count": 7, "totalUs": 1234})
         );
     }
 

@@ -541,3 +541,47 @@ async fn each_commit_makes_one_timed_wal_sync() {
         "{grouped:?}: the queued appends were not grouped"
     );
 }
+
+/// The `events:store` health check reports the store's WAL syncs and the mean time of those made since
+/// the previous check, and is degraded when that mean is over its limit: a slow disk is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_check_reports_sync_times_and_names_a_slow_disk() {
+    use tamma_core::{Check, CheckStatus};
+    use tamma_events::StoreCheck;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteStore::open(dir.path().join("e.db"), SqliteOptions::default()).unwrap());
+    for i in 0..5 {
+        store
+            .append(vec![Event::new("ONE").data(serde_json::json!(i))], None)
+            .await
+            .unwrap();
+    }
+    let check = StoreCheck::new(store.clone());
+    let r = check.check().await;
+    assert_eq!(r.status, CheckStatus::Healthy, "{r:?}");
+    assert_eq!(r.details["syncs"], 5, "{r:?}");
+    assert!(r.details["recentSyncMeanUs"].as_u64().unwrap() > 0, "{r:?}");
+    // No commit since the last check: no recent mean, the same count.
+    let r = check.check().await;
+    assert_eq!(r.status, CheckStatus::Healthy, "{r:?}");
+    assert_eq!(r.details["syncs"], 5, "{r:?}");
+    assert!(!r.details.contains_key("recentSyncMeanUs"), "{r:?}");
+
+    // A limit below any real sync: degraded, saying so.
+    let strict = StoreCheck::new(store.clone()).max_sync_mean(Duration::from_nanos(1));
+    store.append(vec![Event::new("ONE")], None).await.unwrap();
+    let r = strict.check().await;
+    assert_eq!(r.status, CheckStatus::Degraded, "{r:?}");
+    let said = r.output.clone().unwrap();
+    assert!(
+        said.starts_with("durable syncs took ")
+            && said.contains("on average over the last 6 (more than 0.0 ms)")
+            && said.ends_with("the disk under the event store is slow"),
+        "{said}"
+    );
+    // Once the disk is fast again (nothing slow since the last check), healthy.
+    let r = strict.check().await;
+    assert_eq!(r.status, CheckStatus::Healthy, "{r:?}");
+}
