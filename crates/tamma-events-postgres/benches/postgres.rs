@@ -3,7 +3,7 @@
 //! `cargo bench -p tamma-events-postgres --bench postgres` (server at `postgres://postgres@127.0.0.1:5432`;
 //! it creates and drops scratch databases). It prints the filesystem of the server's data directory, a
 //! 2-second raw `write 4 KiB + fdatasync` probe there, `pgbench` single-row INSERT rates at 1 and 8
-//! clients measured in the same run, then the store's workloads through the `EventStore` API (durable,
+//! clients measured in the same run (the one-client rate in rounds alternating with the store's 1x1 workload), then the store's workloads through the `EventStore` API (durable,
 //! `synchronous_commit=on`): events/s, p50/p99 latency per append, events per WAL sync (from
 //! `pg_stat_wal`), and CPU seconds per 1,000 events of this process and of the server backends.
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)] // A report printed for people.
@@ -74,28 +74,55 @@ async fn run() {
         probe.0, probe.1
     );
 
-    let (pg1, pg8) = pgbench(&admin).await;
-    println!("pgbench single-row INSERT, -T 5: -c1 {pg1:.0} tps, -c8 -j2 {pg8:.0} tps");
+    let pgbench = PgBench::setup(&admin).await;
+    let pg8 = pgbench.rate(8, 2);
+    println!("pgbench single-row INSERT, -c8 -j2, 5 s: {pg8:.0} tps");
     println!();
     println!(
         "{:<34} {:>10} {:>9} {:>9} {:>11} {:>12} {:>12}",
         "workload", "events/s", "p50 µs", "p99 µs", "ev/sync", "cpu s/1k cl", "cpu s/1k srv"
     );
-    let r1 = workload(&admin, "conditional 1x1, 1 writer", 1, 1).await;
+    // The disk's speed drifts within a run, so the 1x1 goal (a ratio to pgbench at one client) is measured
+    // in rounds that alternate the two, each store run right after its pgbench run.
+    let mut rounds = Vec::new();
+    for round in 1..=ROUNDS {
+        let pg1 = pgbench.rate(1, 1);
+        let r1 = workload(
+            &admin,
+            &format!("conditional 1x1, 1 writer ({round})"),
+            1,
+            1,
+        )
+        .await;
+        rounds.push((pg1, r1));
+    }
     let r16 = workload(&admin, "conditional 1x1, 16 writers", 16, 1).await;
     let r100 = workload(&admin, "conditional 100/append, 1 writer", 1, 100).await;
     let r100x4 = workload(&admin, "conditional 100/append, 4 writers", 4, 100).await;
+    pgbench.drop(&admin).await;
     println!();
+    let mut ratios: Vec<f64> = rounds.iter().map(|(pg1, r1)| r1 / pg1).collect();
     println!(
-        "goals: 1x1 >= 0.75 x pgbench -c1 = {:.0}/s: {} ({:.2}x); 16 writers >= 5,000/s: {}; 100/append >= 100,000/s: {} (1 writer), {} (4 writers)",
-        0.75 * pg1,
-        verdict(r1 >= 0.75 * pg1),
-        r1 / pg1,
+        "1x1 against pgbench -c1 (5 s) just before it: {}",
+        rounds
+            .iter()
+            .map(|(pg1, r1)| format!("{r1:.0}/s vs {pg1:.0} tps = {:.2}x", r1 / pg1))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    println!(
+        "goals: 1x1 >= 0.75 x pgbench -c1: {} (median of {ROUNDS} rounds {median:.2}x); 16 writers >= 5,000/s: {}; 100/append >= 100,000/s: {} (1 writer), {} (4 writers)",
+        verdict(median >= 0.75),
         verdict(r16 >= 5_000.0),
         verdict(r100 >= 100_000.0),
         verdict(r100x4 >= 100_000.0),
     );
 }
+
+/// Rounds of (pgbench -c1, store 1x1) for the 1x1 goal.
+const ROUNDS: usize = 3;
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
@@ -159,63 +186,61 @@ fn fdatasync_probe(data_dir: &str) -> (f64, u64) {
     )
 }
 
-/// pgbench with a custom script of one INSERT, at 1 and 8 clients, 5 s each, on a scratch database.
-async fn pgbench(admin: &Client) -> (f64, f64) {
-    let db = format!("tamma_bench_pgbench_{}", std::process::id());
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+/// pgbench with a custom script of one INSERT of about 200 bytes, on a scratch database.
+struct PgBench {
+    db: String,
+    script: std::path::PathBuf,
+}
+
+impl PgBench {
+    async fn setup(admin: &Client) -> Self {
+        let db = format!("tamma_bench_pgbench_{}", std::process::id());
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .await
+            .expect("drop a leftover pgbench database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .expect("create the pgbench database");
+        let c = connect(&db).await;
+        c.batch_execute(
+            "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, v integer NOT NULL, payload text NOT NULL)",
+        )
         .await
-        .expect("drop a leftover pgbench database");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .expect("create the pgbench database");
-    let c = connect(&db).await;
-    c.batch_execute(
-        "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, v integer NOT NULL, payload text NOT NULL)",
-    )
-    .await
-    .expect("table");
-    drop(c);
-    let status = Command::new("pgbench")
-        .args([
-            "-i",
-            "-q",
-            "-s",
-            "1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            &db,
-        ])
-        .output()
-        .expect("pgbench -i (is pgbench installed?)");
-    assert!(status.status.success(), "pgbench -i failed");
-    let script = std::env::temp_dir().join(format!("tamma-pgbench-{}.sql", std::process::id()));
-    std::fs::write(
-        &script,
-        "\\set r random(1, 1000000)\nINSERT INTO bench_insert (v, payload) VALUES (:r, 'tamma pgbench row of about two hundred bytes: lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.');\n",
-    )
-    .expect("script");
-    let rate = |clients: &str, threads: &str| {
-        let out = Command::new("pgbench")
+        .expect("table");
+        drop(c);
+        let status = Command::new("pgbench")
             .args([
-                "-n",
-                "-c",
-                clients,
-                "-j",
-                threads,
-                "-T",
-                "5",
+                "-i",
+                "-q",
+                "-s",
+                "1",
                 "-h",
                 "127.0.0.1",
                 "-U",
                 "postgres",
-                "-f",
+                &db,
             ])
-            .arg(&script)
-            .arg(&db)
+            .output()
+            .expect("pgbench -i (is pgbench installed?)");
+        assert!(status.status.success(), "pgbench -i failed");
+        let script = std::env::temp_dir().join(format!("tamma-pgbench-{}.sql", std::process::id()));
+        std::fs::write(
+            &script,
+            "\\set r random(1, 1000000)\nINSERT INTO bench_insert (v, payload) VALUES (:r, 'tamma pgbench row of about two hundred bytes: lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.');\n",
+        )
+        .expect("script");
+        Self { db, script }
+    }
+
+    /// Transactions per second over 5 s with `clients` clients on `threads` threads.
+    fn rate(&self, clients: u32, threads: u32) -> f64 {
+        let out = Command::new("pgbench")
+            .args(["-n", "-c", &clients.to_string(), "-j", &threads.to_string()])
+            .args(["-T", "5", "-h", "127.0.0.1", "-U", "postgres", "-f"])
+            .arg(&self.script)
+            .arg(&self.db)
             .output()
             .expect("pgbench");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -229,15 +254,15 @@ async fn pgbench(admin: &Client) -> (f64, f64) {
                     String::from_utf8_lossy(&out.stderr)
                 )
             })
-    };
-    let one = rate("1", "1");
-    let eight = rate("8", "2");
-    let _ = std::fs::remove_file(&script);
-    admin
-        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .await
-        .expect("drop the pgbench database");
-    (one, eight)
+    }
+
+    async fn drop(self, admin: &Client) {
+        let _ = std::fs::remove_file(&self.script);
+        admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.db))
+            .await
+            .expect("drop the pgbench database");
+    }
 }
 
 /// A realistic event: UUIDv7 id, 2 tags, ~200 bytes of JSON data, 3 metadata keys.
