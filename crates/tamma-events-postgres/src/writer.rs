@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tamma_events::{AppendCondition, AppendResult, Error, Event, IdCheck, Result, resolve_ids};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
@@ -47,21 +47,13 @@ impl Request {
     ) -> Result<(Self, oneshot::Receiver<Result<AppendResult>>)> {
         let mut metadata = Vec::with_capacity(events.len());
         let mut data = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            reject_nul(i, e)?;
+        // U+0000 in a type, tag or metadata string (which text and jsonb cannot hold) was rejected by
+        // `validate_append`, naming the field.
+        for e in &events {
             metadata.push(if e.metadata.is_empty() {
                 None
             } else {
-                let json = to_json(&e.metadata)?;
-                // jsonb cannot hold U+0000; metadata values are plain strings, so the escape only
-                // appears when a value carries the character.
-                if json.contains("\\u0000") {
-                    return Err(Error::invalid_event(
-                        format!("events[{i}].metadata"),
-                        "must not contain the character U+0000",
-                    ));
-                }
-                Some(json)
+                Some(to_json(&e.metadata)?)
             });
             data.push(e.data.as_json().to_owned());
         }
@@ -82,23 +74,6 @@ impl Request {
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::backend(e, false))
-}
-
-/// PostgreSQL text cannot hold U+0000: name the field instead of failing in the database.
-fn reject_nul(i: usize, e: &Event) -> Result<()> {
-    if e.event_type.contains('\0') {
-        return Err(Error::invalid_event(
-            format!("events[{i}].type"),
-            "must not contain the character U+0000",
-        ));
-    }
-    if let Some(j) = e.tags.iter().position(|t| t.contains('\0')) {
-        return Err(Error::invalid_event(
-            format!("events[{i}].tags[{j}]"),
-            "must not contain the character U+0000",
-        ));
-    }
-    Ok(())
 }
 
 /// The writer's connection and its prepared append statement.
@@ -256,7 +231,9 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
         for (i, e) in r.events.iter().enumerate() {
             ids.push(e.id);
             types.push(&e.event_type);
-            ts.push(e.timestamp);
+            // Truncated here, as every backend keeps microseconds: the driver rounds sub-microsecond
+            // digits toward zero from 2000-01-01, which rounds times before 2000 up.
+            ts.push(e.timestamp.map(|t| t.trunc_subsecs(6)));
             tag_start.push(int(tags.len()));
             tag_counts.push(int(e.tags.len()));
             tags.extend(e.tags.iter());

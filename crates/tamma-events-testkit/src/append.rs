@@ -43,6 +43,41 @@ pub async fn invalid_events_rejected_and_store_unchanged(store: &dyn EventStore)
             Some(AppendCondition::new(Query::item(QueryItem::default()))),
             "condition.failIfEventsMatch.items[0]",
         ),
+        // U+0000 (no backend's text can hold it everywhere), over-long tags, timestamps RFC 3339
+        // cannot write: named, never a database error.
+        (vec![Event::new("O\0K")], None, "events[0].type"),
+        (
+            vec![Event::new("OK").tag("a").tag("b\0")],
+            None,
+            "events[0].tags[1]",
+        ),
+        (
+            vec![Event::new("OK").tag("t".repeat(1025))],
+            None,
+            "events[0].tags[0]",
+        ),
+        (
+            vec![with_metadata("userId", "u\0")],
+            None,
+            "events[0].metadata.userId",
+        ),
+        (
+            vec![with_metadata("shard", "\0")],
+            None,
+            "events[0].metadata.shard",
+        ),
+        (
+            vec![with_metadata("sh\0ard", "1")],
+            None,
+            "events[0].metadata",
+        ),
+        (vec![at(year_start(-5000))], None, "events[0].timestamp"),
+        (vec![at(year_start(10_000))], None, "events[0].timestamp"),
+        (
+            vec![Event::new("OK")],
+            Some(AppendCondition::new(tags(&["x\0"]))),
+            "condition.failIfEventsMatch.items[0].tags[0]",
+        ),
     ];
     for (events, cond, path) in cases {
         let err = store.append(events, cond).await.expect_err(path);
@@ -67,8 +102,68 @@ pub async fn invalid_events_rejected_and_store_unchanged(store: &dyn EventStore)
         positions(store, Query::all(), ReadOptions::forwards()).await,
         vec![1]
     );
-    // A type of exactly 256 bytes is fine.
+    // A type of exactly 256 bytes, a tag of exactly 1,024, the escape `\u0000` spelled out in metadata
+    // (six characters, no U+0000) and the first and last instants of the years 0000 to 9999 are fine.
     put(store, vec![Event::new("T".repeat(256))]).await;
+    put(store, vec![Event::new("OK").tag("t".repeat(1024))]).await;
+    put(store, vec![with_metadata("path", "C:\\u0000dir")]).await;
+    put(
+        store,
+        vec![
+            at(year_start(0)),
+            at(year_start(10_000) - chrono::Duration::microseconds(1)),
+        ],
+    )
+    .await;
+}
+
+/// A timestamp with sub-microsecond digits (a parsed event keeps them) is stored truncated to the
+/// microsecond — also before 2000, where a conversion rounding toward 2000-01-01 would round it up — and
+/// a retry of the event is answered as a duplicate.
+pub async fn sub_microsecond_timestamps_are_truncated_and_retries_match(store: &dyn EventStore) {
+    use chrono::SubsecRound;
+    for t in [
+        "1999-12-31T23:59:59.000000500Z",
+        "1969-07-20T20:17:40.999999999Z",
+        "2024-05-06T07:08:09.123456789Z",
+    ] {
+        let when = DateTime::parse_from_rfc3339(t)
+            .unwrap_or_else(|err| panic!("{t}: {err}"))
+            .to_utc();
+        let e = at(when);
+        let first = store.append(vec![e.clone()], None).await.unwrap();
+        let again = store.append(vec![e.clone()], None).await.unwrap();
+        assert!(again.duplicate, "{t}: {again:?}");
+        assert_eq!(again.positions, first.positions, "{t}");
+        let got = store.get(e.id).await.unwrap().expect("stored");
+        assert_eq!(got.event.timestamp, Some(when.trunc_subsecs(6)), "{t}");
+    }
+}
+
+/// An event with one metadata string: the named `userId`, or a free key.
+fn with_metadata(key: &str, value: &str) -> Event {
+    let mut e = Event::new("OK");
+    if key == "userId" {
+        e.metadata.user_id = Some(value.into());
+    } else {
+        e.metadata.extra.insert(key.into(), value.into());
+    }
+    e
+}
+
+/// An event whose timestamp is `t` as given (not truncated, as a parsed event's is not).
+fn at(t: DateTime<Utc>) -> Event {
+    let mut e = Event::new("OK");
+    e.timestamp = Some(t);
+    e
+}
+
+/// The first instant of `year`.
+fn year_start(year: i32) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_else(|| panic!("year {year}"))
 }
 
 /// A condition without `after` fails when any stored event matches its query, and passes otherwise.

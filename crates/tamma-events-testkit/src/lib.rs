@@ -41,6 +41,7 @@ pub use append::{
     condition_without_after_fails_when_anything_matches, empty_append_rejected,
     idempotent_retry_returns_original_positions, invalid_events_rejected_and_store_unchanged,
     recorded_at_is_set, round_trip_preserves_content,
+    sub_microsecond_timestamps_are_truncated_and_retries_match,
 };
 pub use concurrency::{
     concurrent_appends_get_distinct_positions, failing_condition_does_not_fail_concurrent_appends,
@@ -59,8 +60,8 @@ pub use read::{
 };
 pub use retention::retention_removes_exactly_a_prefix;
 pub use subscribe::{
-    slow_subscriber_lags_without_loss, subscription_catch_up_then_live,
-    subscription_sparse_query_and_after_head,
+    slow_subscriber_lags_without_loss, subscription_after_the_largest_position_delivers_nothing,
+    subscription_catch_up_then_live, subscription_sparse_query_and_after_head,
 };
 
 /// Stamps the whole conformance suite into `mod $backend`: one `#[tokio::test]` per behaviour, each on a
@@ -82,9 +83,10 @@ macro_rules! conformance_tests {
                 invalid_events_rejected_and_store_unchanged, condition_without_after_fails_when_anything_matches,
                 condition_after_last_match, condition_after_above_head_passes, condition_on_everything,
                 idempotent_retry_returns_original_positions, changed_event_under_stored_id_rejected,
+                sub_microsecond_timestamps_are_truncated_and_retries_match,
                 round_trip_preserves_content, recorded_at_is_set, retention_removes_exactly_a_prefix;
             shared: subscription_catch_up_then_live, subscription_sparse_query_and_after_head,
-                slow_subscriber_lags_without_loss, linearizable_under_concurrency,
+                subscription_after_the_largest_position_delivers_nothing, slow_subscriber_lags_without_loss, linearizable_under_concurrency,
                 concurrent_appends_get_distinct_positions, failing_condition_does_not_fail_concurrent_appends;
             with_factory: gap_free_delivery_with_slow_writer;
         }

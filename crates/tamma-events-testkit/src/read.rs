@@ -235,6 +235,25 @@ pub async fn read_with_invalid_query_is_rejected(store: &dyn EventStore) {
         matches!(first, Err(Error::InvalidQuery { .. })),
         "{first:?}"
     );
+    // Strings no event can hold: named, never a database error.
+    for (item, path) in [
+        (QueryItem::tags(["a\0b"]), "query.items[0].tags[0]"),
+        (QueryItem::types(["A", "x\0"]), "query.items[0].types[1]"),
+        (
+            QueryItem::tags(["t".repeat(1025)]),
+            "query.items[0].tags[0]",
+        ),
+    ] {
+        let first = store
+            .read(Query::item(item), ReadOptions::forwards())
+            .next()
+            .await
+            .expect("one error item");
+        match first {
+            Err(Error::InvalidQuery { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("expected InvalidQuery at {path}, got {other:?}"),
+        }
+    }
 }
 
 /// `get` finds an event by id, with its position; an unknown id finds nothing.

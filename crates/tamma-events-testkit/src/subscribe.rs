@@ -85,6 +85,17 @@ pub async fn subscription_sparse_query_and_after_head(store: Arc<dyn EventStore>
     assert_eq!(pos(&take(&mut from_head, 3).await), vec![301, 302, 303]);
 }
 
+/// A subscription after the largest position (`u64::MAX`, say a bogus `Last-Event-ID`) delivers nothing,
+/// not the store from its start, and stays open as any live subscription does.
+pub async fn subscription_after_the_largest_position_delivers_nothing(store: Arc<dyn EventStore>) {
+    put(&*store, vec![Event::new("A")]).await;
+    let mut s = store.subscribe(Query::all(), u64::MAX);
+    put(&*store, vec![Event::new("B")]).await;
+    if let Ok(got) = tokio::time::timeout(Duration::from_millis(500), s.next()).await {
+        panic!("expected nothing after u64::MAX, got {got:?}");
+    }
+}
+
 /// A subscriber that does not consume holds nobody up: appends go on, another subscriber receives
 /// everything, and the slow one later resumes from its own cursor without losing an event.
 pub async fn slow_subscriber_lags_without_loss(store: Arc<dyn EventStore>) {

@@ -54,6 +54,31 @@ pub struct EventMetadata {
     pub extra: BTreeMap<String, String>,
 }
 
+impl EventMetadata {
+    /// Every string of the metadata with where it is: `.userId` for a named field, `.<key>` for the
+    /// value of a free key, and `` (the metadata itself) for a free key's name.
+    pub(crate) fn strings(&self) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, &str)> {
+        use std::borrow::Cow;
+        let named = [
+            (".workflowVersion", &self.workflow_version),
+            (".userId", &self.user_id),
+            (".sessionId", &self.session_id),
+            (".requestId", &self.request_id),
+            (".correlationId", &self.correlation_id),
+            (".causationId", &self.causation_id),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (Cow::Borrowed(k), v)));
+        let free = self.extra.iter().flat_map(|(k, v)| {
+            [
+                (Cow::Borrowed(""), k.as_str()),
+                (Cow::Owned(format!(".{k}")), v.as_str()),
+            ]
+        });
+        named.chain(free)
+    }
+}
+
 impl<'de> Deserialize<'de> for EventMetadata {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use std::borrow::Cow;
@@ -174,6 +199,14 @@ pub struct Event {
 
 /// The longest event type, in bytes.
 pub const MAX_TYPE_LEN: usize = 256;
+
+/// The longest tag, in bytes. Tags are index keys (PostgreSQL's B-tree entries hold at most about
+/// 2,700 bytes); a tag names what an event is about, not its content.
+pub const MAX_TAG_LEN: usize = 1024;
+
+/// The earliest and latest year of an event's timestamp: the years RFC 3339 (the timestamp's form on
+/// the wire) can write, all of which every backend can store.
+pub const TIMESTAMP_YEARS: std::ops::RangeInclusive<i32> = 0..=9999;
 
 impl Event {
     /// A new event of type `event_type` with a fresh UUIDv7 id, no timestamp (the store stamps it), no

@@ -58,7 +58,9 @@ pub use config::{
 };
 pub use data::EventData;
 pub use error::{BoxError, Error, Result};
-pub use event::{Event, EventMetadata, EventSource, MAX_TYPE_LEN, SequencedEvent};
+pub use event::{
+    Event, EventMetadata, EventSource, MAX_TAG_LEN, MAX_TYPE_LEN, SequencedEvent, TIMESTAMP_YEARS,
+};
 pub use filter::{EventFilter, glob_match, read_filtered};
 pub use memory::MemoryStore;
 pub use query::{AppendCondition, Query, QueryItem, ReadOptions};

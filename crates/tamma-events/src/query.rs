@@ -132,12 +132,18 @@ impl Query {
                         format!("a type must be 1 to {MAX_TYPE_LEN} bytes"),
                     ));
                 }
+                if t.contains('\0') {
+                    return Err(Error::invalid_query(
+                        format!("{item_path}.types[{j}]"),
+                        crate::validate::NUL,
+                    ));
+                }
             }
             for (j, t) in item.tags.iter().enumerate() {
-                if t.is_empty() {
+                if let Some(problem) = crate::validate::tag_problem(t) {
                     return Err(Error::invalid_query(
                         format!("{item_path}.tags[{j}]"),
-                        "a tag must not be empty",
+                        problem,
                     ));
                 }
             }

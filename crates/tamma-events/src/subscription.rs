@@ -67,7 +67,12 @@ pub fn subscription(src: SubscriptionSource, query: Query, after: u64) -> EventS
             // Read the head before the page: every event at or below it is visible to the read, so once
             // a short page comes back the cursor may skip to it even if nothing matched.
             let seen = *st.src.head.borrow_and_update();
-            let from = st.delivered.max(st.scanned) + 1;
+            let Some(from) = st.delivered.max(st.scanned).checked_add(1) else {
+                // After the largest position nothing can come: wait, as any live subscription does,
+                // until the store closes.
+                while wait(&mut st.src).await {}
+                return None;
+            };
             match (st.src.fetch)(st.query.clone(), from, st.src.page_size).await {
                 Err(e) => {
                     st.done = true;

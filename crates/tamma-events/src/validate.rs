@@ -2,11 +2,16 @@
 
 use std::collections::HashSet;
 
-use crate::{AppendCondition, Error, Event, Limits, Result, event::MAX_TYPE_LEN};
+use chrono::Datelike;
 
-/// Checks an append before it reaches the store: at least one event; each type 1 to 256 bytes; no empty
-/// tag; each event within `limits.max_event_size`; no id twice; a valid condition query. Errors name the
-/// field (`events[0].type`, `condition.failIfEventsMatch.items[0]`).
+use crate::event::{MAX_TAG_LEN, MAX_TYPE_LEN, TIMESTAMP_YEARS};
+use crate::{AppendCondition, Error, Event, Limits, Result};
+
+/// Checks an append before it reaches the store: at least one event; each type 1 to 256 bytes; each tag
+/// 1 to 1,024 bytes ([`MAX_TAG_LEN`](crate::MAX_TAG_LEN)); no U+0000 in a type, tag or metadata string (no
+/// backend's text can hold it everywhere); a timestamp in the years 0000 to 9999; each event within
+/// `limits.max_event_size`; no id twice; a valid condition query. Errors name the field
+/// (`events[0].type`, `events[2].metadata.userId`, `condition.failIfEventsMatch.items[0]`).
 ///
 /// ```
 /// use tamma_events::{Event, Limits, validate_append};
@@ -54,10 +59,34 @@ pub fn validate_append_sized(
                 format!("is {} bytes, more than {MAX_TYPE_LEN}", e.event_type.len()),
             ));
         }
-        if let Some(j) = e.tags.iter().position(str::is_empty) {
+        if e.event_type.contains('\0') {
+            return Err(Error::invalid_event(format!("events[{i}].type"), NUL));
+        }
+        for (j, tag) in e.tags.iter().enumerate() {
+            if let Some(problem) = tag_problem(tag) {
+                return Err(Error::invalid_event(
+                    format!("events[{i}].tags[{j}]"),
+                    problem,
+                ));
+            }
+        }
+        if let Some((key, _)) = e.metadata.strings().find(|(_, v)| v.contains('\0')) {
             return Err(Error::invalid_event(
-                format!("events[{i}].tags[{j}]"),
-                "a tag must not be empty",
+                format!("events[{i}].metadata{key}"),
+                NUL,
+            ));
+        }
+        if let Some(t) = e.timestamp
+            && !TIMESTAMP_YEARS.contains(&t.year())
+        {
+            return Err(Error::invalid_event(
+                format!("events[{i}].timestamp"),
+                format!(
+                    "{} is outside the years {:04} to {:04}",
+                    t.to_rfc3339(),
+                    TIMESTAMP_YEARS.start(),
+                    TIMESTAMP_YEARS.end()
+                ),
             ));
         }
         let size = size(i, e);
@@ -86,6 +115,22 @@ pub fn validate_append_sized(
     }
     Ok(())
 }
+
+/// Why a tag (of an event or a query) is invalid, if it is.
+pub(crate) fn tag_problem(tag: &str) -> Option<String> {
+    if tag.is_empty() {
+        Some("a tag must not be empty".into())
+    } else if tag.len() > MAX_TAG_LEN {
+        Some(format!("is {} bytes, more than {MAX_TAG_LEN}", tag.len()))
+    } else if tag.contains('\0') {
+        Some(NUL.into())
+    } else {
+        None
+    }
+}
+
+/// The message for a string holding U+0000.
+pub(crate) const NUL: &str = "must not contain the character U+0000";
 
 /// The outcome of looking up an append's ids in the store (see [`resolve_ids`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
