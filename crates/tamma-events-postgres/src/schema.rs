@@ -17,6 +17,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "append_on_conflict",
         include_str!("../migrations/0003_append_on_conflict.sql"),
     ),
+    (
+        4,
+        "append_tag_event",
+        include_str!("../migrations/0004_append_tag_event.sql"),
+    ),
 ];
 
 /// Advisory-lock key held (transaction-scoped) by every append: "TAMMA" + 1.
@@ -30,9 +35,9 @@ pub(crate) const RETENTION_LOCK: i64 = 0x5441_4D4D_4100_0003;
 /// The `NOTIFY` channel appends announce their new head on.
 pub(crate) const CHANNEL: &str = "tamma_events";
 
-/// The group-commit statement: one call appends a whole batch (see `migrations/0003_append_on_conflict.sql`).
+/// The group-commit statement: one call appends a whole batch (see `migrations/0004_append_tag_event.sql`).
 pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found \
-     FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+     FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
 /// The committed head.
 pub(crate) const HEAD_SQL: &str = "SELECT tamma_head()";
@@ -284,6 +289,6 @@ mod tests {
         assert_eq!(APPEND_LOCK, 6_071_218_766_870_478_849);
         assert!(MIGRATIONS[0].2.contains("6071218766870478849"));
         assert!(MIGRATIONS[0].2.contains("p_data         text[]"));
-        assert!(APPEND_SQL.contains("$15)"));
+        assert!(APPEND_SQL.contains("$16)"));
     }
 }

@@ -207,6 +207,7 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
     let mut tag_start: Vec<i32> = Vec::with_capacity(n);
     let mut tag_counts: Vec<i32> = Vec::with_capacity(n);
     let mut tags: Vec<&str> = Vec::with_capacity(n * 2);
+    let mut tag_event: Vec<i32> = Vec::with_capacity(n * 2);
     let mut meta: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut data: Vec<&str> = Vec::with_capacity(n);
     let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
@@ -237,11 +238,13 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
             tag_start.push(int(tags.len()));
             tag_counts.push(int(e.tags.len()));
             tags.extend(e.tags.iter());
+            // The 1-based index in the batch of the event just pushed.
+            tag_event.extend(std::iter::repeat_n(int(ids.len()), e.tags.len()));
             meta.push(r.metadata[i].as_deref());
             data.push(&r.data[i]);
         }
     }
-    let params: [&(dyn ToSql + Sync); 15] = [
+    let params: [&(dyn ToSql + Sync); 16] = [
         &counts,
         &after,
         &items,
@@ -257,6 +260,7 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
         &tags,
         &meta,
         &data,
+        &tag_event,
     ];
     let delay = batch.iter().filter_map(|r| r.delay).max();
     let rows = if let Some(delay) = delay {
@@ -344,15 +348,14 @@ fn answer(batch: Vec<Request>, rows: Vec<Row>, shared: &Shared) {
 fn resolve_stored(events: &[Event], found: Option<serde_json::Value>) -> Result<AppendResult> {
     let rows: Vec<FoundRow> =
         serde_json::from_value(found.unwrap_or_default()).map_err(|e| Error::backend(e, false))?;
-    let stored: Vec<(u64, Event)> = rows.into_iter().map(FoundRow::into_event).collect();
+    let stored: std::collections::HashMap<Uuid, (u64, Event)> = rows
+        .into_iter()
+        .map(FoundRow::into_event)
+        .map(|(p, e)| (e.id, (p, e)))
+        .collect();
     let aligned: Vec<Option<(u64, &Event)>> = events
         .iter()
-        .map(|e| {
-            stored
-                .iter()
-                .find(|(_, s)| s.id == e.id)
-                .map(|(p, s)| (*p, s))
-        })
+        .map(|e| stored.get(&e.id).map(|(p, s)| (*p, s)))
         .collect();
     match resolve_ids(events, &aligned) {
         Ok(IdCheck::Duplicate(positions)) => Ok(AppendResult {
