@@ -19,8 +19,8 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         4,
-        "append_tag_event",
-        include_str!("../migrations/0004_append_tag_event.sql"),
+        "append_tags_literal",
+        include_str!("../migrations/0004_append_tags_literal.sql"),
     ),
 ];
 
@@ -35,9 +35,10 @@ pub(crate) const RETENTION_LOCK: i64 = 0x5441_4D4D_4100_0003;
 /// The `NOTIFY` channel appends announce their new head on.
 pub(crate) const CHANNEL: &str = "tamma_events";
 
-/// The group-commit statement: one call appends a whole batch (see `migrations/0004_append_tag_event.sql`).
+/// The group-commit statement: one call appends a whole batch (see
+/// `migrations/0004_append_tags_literal.sql`).
 pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found \
-     FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+     FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 /// The committed head.
 pub(crate) const HEAD_SQL: &str = "SELECT tamma_head()";
@@ -289,6 +290,6 @@ mod tests {
         assert_eq!(APPEND_LOCK, 6_071_218_766_870_478_849);
         assert!(MIGRATIONS[0].2.contains("6071218766870478849"));
         assert!(MIGRATIONS[0].2.contains("p_data         text[]"));
-        assert!(APPEND_SQL.contains("$16)"));
+        assert!(APPEND_SQL.contains("$13)"));
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct Request {
     pub(crate) metadata: Vec<Option<String>>,
     /// `data` per event as JSON text.
     pub(crate) data: Vec<String>,
+    /// The tags per event as a `text[]` literal (see [`tags_literal`]).
+    pub(crate) tags: Vec<String>,
     /// How long to hold the commit (test hook).
     pub(crate) delay: Option<Duration>,
     pub(crate) reply: oneshot::Sender<Result<AppendResult>>,
@@ -47,6 +49,7 @@ impl Request {
     ) -> Result<(Self, oneshot::Receiver<Result<AppendResult>>)> {
         let mut metadata = Vec::with_capacity(events.len());
         let mut data = Vec::with_capacity(events.len());
+        let mut tags = Vec::with_capacity(events.len());
         // U+0000 in a type, tag or metadata string (which text and jsonb cannot hold) was rejected by
         // `validate_append`, naming the field.
         for e in &events {
@@ -56,6 +59,7 @@ impl Request {
                 Some(to_json(&e.metadata)?)
             });
             data.push(e.data.as_json().to_owned());
+            tags.push(tags_literal(&e.tags));
         }
         let (reply, rx) = oneshot::channel();
         Ok((
@@ -64,12 +68,37 @@ impl Request {
                 condition,
                 metadata,
                 data,
+                tags,
                 delay,
                 reply,
             },
             rx,
         ))
     }
+}
+
+/// Tags as a PostgreSQL `text[]` literal: `{"order:1","kind:x"}`. Every element is quoted (so `NULL`, spaces,
+/// commas and braces are plain text) with `"` and `\` escaped by a backslash; a tag never holds U+0000
+/// (validation rejects it). One literal per event is cast per row by `tamma_append`, which keeps an append's
+/// cost linear in its size (a slice of one flat array per event was not).
+pub(crate) fn tags_literal(tags: &tamma_events::Tags) -> String {
+    let mut out = String::with_capacity(2 + tags.iter().map(|t| t.len() + 3).sum::<usize>());
+    out.push('{');
+    for (i, tag) in tags.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in tag.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -204,10 +233,7 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
     let mut ids: Vec<Uuid> = Vec::with_capacity(n);
     let mut types: Vec<&str> = Vec::with_capacity(n);
     let mut ts: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
-    let mut tag_start: Vec<i32> = Vec::with_capacity(n);
-    let mut tag_counts: Vec<i32> = Vec::with_capacity(n);
-    let mut tags: Vec<&str> = Vec::with_capacity(n * 2);
-    let mut tag_event: Vec<i32> = Vec::with_capacity(n * 2);
+    let mut tags: Vec<&str> = Vec::with_capacity(n);
     let mut meta: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut data: Vec<&str> = Vec::with_capacity(n);
     let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
@@ -235,16 +261,12 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
             // Truncated here, as every backend keeps microseconds: the driver rounds sub-microsecond
             // digits toward zero from 2000-01-01, which rounds times before 2000 up.
             ts.push(e.timestamp.map(|t| t.trunc_subsecs(6)));
-            tag_start.push(int(tags.len()));
-            tag_counts.push(int(e.tags.len()));
-            tags.extend(e.tags.iter());
-            // The 1-based index in the batch of the event just pushed.
-            tag_event.extend(std::iter::repeat_n(int(ids.len()), e.tags.len()));
+            tags.push(&r.tags[i]);
             meta.push(r.metadata[i].as_deref());
             data.push(&r.data[i]);
         }
     }
-    let params: [&(dyn ToSql + Sync); 16] = [
+    let params: [&(dyn ToSql + Sync); 13] = [
         &counts,
         &after,
         &items,
@@ -255,12 +277,9 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
         &ids,
         &types,
         &ts,
-        &tag_start,
-        &tag_counts,
         &tags,
         &meta,
         &data,
-        &tag_event,
     ];
     let delay = batch.iter().filter_map(|r| r.delay).max();
     let rows = if let Some(delay) = delay {
@@ -391,5 +410,30 @@ pub(crate) fn same_class(e: &Error) -> Error {
             std::io::Error::other(other.to_string()),
             other.is_transient(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_literal_quotes_every_element_and_escapes_quotes_and_backslashes() {
+        let tags: tamma_events::Tags = ["a", "NULL", "x,y", "q\"r", "b\\s", " "]
+            .into_iter()
+            .collect();
+        let lit = tags_literal(&tags);
+        assert!(lit.starts_with('{') && lit.ends_with('}'), "{lit}");
+        for t in [
+            "\"a\"",
+            "\"NULL\"",
+            "\"x,y\"",
+            "\"q\\\"r\"",
+            "\"b\\\\s\"",
+            "\" \"",
+        ] {
+            assert!(lit.contains(t), "{t} in {lit}");
+        }
+        assert_eq!(tags_literal(&tamma_events::Tags::new()), "{}");
     }
 }

@@ -140,6 +140,43 @@ pub async fn sub_microsecond_timestamps_are_truncated_and_retries_match(store: &
     }
 }
 
+/// Tags holding quotes, backslashes, commas, braces, spaces, `NULL`, `%`, `_` and non-ASCII letters come
+/// back exactly and each finds its event, alone and with another tag.
+pub async fn tags_with_special_characters_round_trip_and_match(store: &dyn EventStore) {
+    let special = [
+        "quote:a\"b",
+        "backslash:c\\d",
+        "comma:e,f",
+        "braces:{g}",
+        "NULL",
+        " spaced ",
+        "like:%_",
+        "ünïcødé:日本",
+        "'single'",
+        "trailing\\",
+    ];
+    put(store, vec![Event::new("PLAIN").tag("other")]).await;
+    let e = special
+        .iter()
+        .fold(Event::new("SPECIAL"), |e, t| e.tag(*t))
+        .tag("other");
+    put(store, vec![e.clone()]).await;
+    let got = store.get(e.id).await.unwrap().expect("stored");
+    assert_eq!(got.event.tags, e.tags);
+    for t in special {
+        assert_eq!(
+            positions(store, tags(&[t]), ReadOptions::forwards()).await,
+            vec![2],
+            "{t}"
+        );
+        assert_eq!(
+            positions(store, tags(&[t, "other"]), ReadOptions::forwards()).await,
+            vec![2],
+            "{t} and other"
+        );
+    }
+}
+
 /// An event with one metadata string: the named `userId`, or a free key.
 fn with_metadata(key: &str, value: &str) -> Event {
     let mut e = Event::new("OK");

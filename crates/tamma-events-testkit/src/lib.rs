@@ -42,6 +42,7 @@ pub use append::{
     idempotent_retry_returns_original_positions, invalid_events_rejected_and_store_unchanged,
     recorded_at_is_set, round_trip_preserves_content,
     sub_microsecond_timestamps_are_truncated_and_retries_match,
+    tags_with_special_characters_round_trip_and_match,
 };
 pub use concurrency::{
     concurrent_appends_get_distinct_positions, failing_condition_does_not_fail_concurrent_appends,
@@ -84,6 +85,7 @@ macro_rules! conformance_tests {
                 condition_after_last_match, condition_after_above_head_passes, condition_on_everything,
                 idempotent_retry_returns_original_positions, changed_event_under_stored_id_rejected,
                 sub_microsecond_timestamps_are_truncated_and_retries_match,
+                tags_with_special_characters_round_trip_and_match,
                 round_trip_preserves_content, recorded_at_is_set, retention_removes_exactly_a_prefix;
             shared: subscription_catch_up_then_live, subscription_sparse_query_and_after_head,
                 subscription_after_the_largest_position_delivers_nothing, slow_subscriber_lags_without_loss, linearizable_under_concurrency,

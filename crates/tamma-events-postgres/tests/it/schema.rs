@@ -34,7 +34,7 @@ async fn migrations_are_versioned_idempotent_and_safe_concurrently() {
             (1, "events".to_owned()),
             (2, "cursors".to_owned()),
             (3, "append_on_conflict".to_owned()),
-            (4, "append_tag_event".to_owned())
+            (4, "append_tags_literal".to_owned())
         ]
     );
 }
@@ -406,7 +406,7 @@ async fn conditions_see_earlier_appends_of_the_same_batch() {
     );
 }
 
-/// An append's tags are grouped in one pass (schema version 4): one append of 80,000 events with two
+/// An append costs time linear in its size (schema version 4): one append of 80,000 events with two
 /// tags each (version 3 sliced the tag array per event, quadratic: it ran into the 30 s statement
 /// timeout) is stored whole, in order, with every tag queryable, and its retry is a duplicate (the
 /// stored rows are matched to the retry by id through a map: a search per event took 35 s here).
