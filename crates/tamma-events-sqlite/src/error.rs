@@ -1,6 +1,7 @@
 //! Errors of opening the SQLite store, and how SQLite errors map onto the contract's classes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::ErrorCode;
 
@@ -49,31 +50,99 @@ pub enum Error {
         /// What SQLite reported instead.
         got: String,
     },
+    /// SQLite opened the file read-only (its permissions or owner, or a read-only filesystem): the store
+    /// could not take a single append.
+    #[error(
+        "the event store at {path} can only be opened read-only: check that the user running Tamma may \
+         write the file and its directory, and that the filesystem is mounted read-write"
+    )]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The writer thread could not be started.
     #[error("cannot start the event store writer thread: {0}")]
     Thread(#[source] std::io::Error),
 }
 
-/// Whether SQLite's error is worth retrying: the database is busy or locked by another connection.
+/// Whether SQLite's error is worth retrying: the database is busy or locked by another connection, or
+/// the disk is full (the store takes appends again once space is freed, without reopening).
 #[must_use]
 pub fn is_transient(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull)
+    )
+}
+
+/// Whether another connection holds the lock SQLite needed.
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     )
 }
 
-/// Maps a SQLite error onto the contract's error: BUSY and LOCKED are transient, the rest is not.
-pub(crate) fn backend(e: rusqlite::Error) -> tamma_events::Error {
-    let transient = is_transient(&e);
-    metrics::counter!(tamma_core::metric_names::EVENTS_STORE_ERRORS_TOTAL, "category" => if transient { "transient" } else { "internal" }).increment(1);
-    tamma_events::Error::backend(e, transient)
+/// A SQLite error of the store, naming its file.
+#[derive(Debug, thiserror::Error)]
+#[error("{source} (event store {path})")]
+pub struct StoreFailure {
+    /// The database file.
+    pub path: PathBuf,
+    /// SQLite's error.
+    pub source: Arc<rusqlite::Error>,
+}
+
+/// Maps a SQLite error of the store at `path` onto the contract's error, naming the file. A full disk and
+/// a file that cannot be written are `Unavailable` (the store recovers by itself once space is freed or
+/// the file is writable again; reads go on meanwhile); BUSY and LOCKED are transient backend errors; the
+/// rest are internal.
+pub(crate) fn store_error(path: &Path, e: Arc<rusqlite::Error>) -> tamma_events::Error {
+    let unavailable = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => Some(format!(
+            "the disk under the event store {} is full ({e}); appends succeed again once space is freed",
+            path.display()
+        )),
+        Some(ErrorCode::ReadOnly) => Some(format!(
+            "the event store {} cannot be written ({e}): check its permissions and that its filesystem \
+             is mounted read-write",
+            path.display()
+        )),
+        _ => None,
+    };
+    let category = match (&unavailable, is_transient(&e)) {
+        (Some(_), _) => "unavailable",
+        (None, true) => "transient",
+        (None, false) => "internal",
+    };
+    metrics::counter!(tamma_core::metric_names::EVENTS_STORE_ERRORS_TOTAL, "category" => category)
+        .increment(1);
+    let failure = StoreFailure {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    match unavailable {
+        Some(message) => tamma_events::Error::Unavailable {
+            message,
+            source: Some(Box::new(failure)),
+        },
+        None => {
+            let transient = is_transient(&failure.source);
+            tamma_events::Error::backend(failure, transient)
+        }
+    }
 }
 
 impl From<Error> for tamma_events::Error {
     fn from(e: Error) -> Self {
         match e {
-            Error::Open { source, .. } if is_transient(&source) => Self::backend(source, true),
+            Error::Open { source, path } if is_transient(&source) => Self::backend(
+                StoreFailure {
+                    path,
+                    source: Arc::new(source),
+                },
+                true,
+            ),
             other => Self::Unavailable {
                 message: other.to_string(),
                 source: Some(Box::new(other)),

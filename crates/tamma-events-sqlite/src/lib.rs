@@ -38,5 +38,5 @@ mod schema;
 mod store;
 mod wal_buffer;
 
-pub use error::{Error, is_transient};
+pub use error::{Error, StoreFailure, is_transient};
 pub use store::{SqliteOptions, SqliteStore, WriterSettings};

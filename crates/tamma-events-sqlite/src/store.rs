@@ -22,7 +22,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::error::{Error, backend};
+use crate::error::{Error, store_error};
 use crate::schema::{self, Encoded, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION, to_i64};
 
 /// Settings of a [`SqliteStore`] beyond its path.
@@ -177,7 +177,7 @@ impl SqliteStore {
             path: path.clone(),
             source,
         };
-        let conn = if options.buffer_wal_writes {
+        let mut conn = if options.buffer_wal_writes {
             crate::wal_buffer::register().map_err(|code| Error::Open {
                 path: path.clone(),
                 source: rusqlite::Error::SqliteFailure(
@@ -196,9 +196,11 @@ impl SqliteStore {
         .map_err(open_err)?;
         conn.busy_timeout(options.busy_timeout).map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let journal_mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(open_err)?;
+        // SQLite falls back to read-only when it may not write the file; the store could take no append.
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(open_err)? {
+            return Err(Error::ReadOnly { path });
+        }
+        let journal_mode = wal_mode(&conn, options.busy_timeout).map_err(open_err)?;
         if !journal_mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Setting {
                 path,
@@ -206,10 +208,15 @@ impl SqliteStore {
                 got: journal_mode,
             });
         }
+        // The WAL is reused from its start after each checkpoint and stays about
+        // `wal_autocheckpoint_pages` long; after a larger commit it is cut back to twice that when it
+        // restarts, so one huge append does not keep its disk space for the life of the process.
         conn.execute_batch(&format!(
             "PRAGMA synchronous = FULL; PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY;
-             PRAGMA wal_autocheckpoint = {};",
-            options.cache_kib, options.wal_autocheckpoint_pages
+             PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
+            options.cache_kib,
+            options.wal_autocheckpoint_pages,
+            u64::from(options.wal_autocheckpoint_pages.max(1000)) * (2 * (4096 + 24))
         ))
         .map_err(open_err)?;
         let synchronous: i64 = conn
@@ -236,10 +243,28 @@ impl SqliteStore {
             });
         }
         if version < SCHEMA_VERSION {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(open_err)?;
+            // Read again under the write lock: another process opening the same file may have migrated
+            // it since.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(open_err)?;
+            let version: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(open_err)?;
+            if version > SCHEMA_VERSION {
+                return Err(Error::SchemaTooNew {
+                    path,
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            if version < SCHEMA_VERSION {
+                tx.execute_batch(&format!(
+                    "{SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3} PRAGMA user_version = {SCHEMA_VERSION};"
+                ))
+                .map_err(open_err)?;
+            }
+            tx.commit().map_err(open_err)?;
         }
         let head = schema::head(&conn).map_err(open_err)?;
         let (head_tx, head_rx) = watch::channel(head);
@@ -264,12 +289,14 @@ impl SqliteStore {
         };
         let writer = {
             let shared = shared.clone();
+            let writer_path = path.clone();
             let max = options.max_batch_events.max(1);
             let group_wait = options.group_wait;
             std::thread::Builder::new()
                 .name("tamma-events-writer".into())
                 .spawn(move || {
                     Writer {
+                        path: writer_path,
                         conn,
                         head_tx,
                         shared,
@@ -565,7 +592,10 @@ fn read_pages(readers: Arc<Readers>, query: Query, options: ReadOptions) -> Even
                 Some(ahead) => ahead,
                 None => fetch(&readers, &query, c.options, c.remaining.min(READ_PAGE)),
             };
-            let page = task.await.map_err(joined)?.map_err(backend)?;
+            let page = task
+                .await
+                .map_err(joined)?
+                .map_err(|e| store_error(&readers.path, Arc::new(e)))?;
             c.remaining -= page.len() as u64;
             c.done = (page.len() as u64) < want;
             if let Some(last) = page.last_position() {
@@ -605,6 +635,23 @@ struct Readers {
     path: PathBuf,
     options: SqliteOptions,
     idle: Mutex<Vec<Connection>>,
+}
+
+/// Switches the connection to WAL mode and returns the mode SQLite reports. SQLite does not wait for a
+/// busy lock while it changes the journal mode (it skips the busy handler), so two processes opening a
+/// new store at once would have one fail at once; this retries for up to `patience`.
+fn wal_mode(conn: &Connection, patience: Duration) -> rusqlite::Result<String> {
+    let until = Instant::now() + patience;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Err(e) if crate::error::is_busy(&e) && Instant::now() < until => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The checkpoint thread's connection: durable like the writer's, so a checkpoint syncs the WAL before
@@ -676,7 +723,10 @@ impl Readers {
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> tamma_events::Result<T> {
-        self.spawn(f).await.map_err(joined)?.map_err(backend)
+        self.spawn(f)
+            .await
+            .map_err(joined)?
+            .map_err(|e| store_error(&self.path, Arc::new(e)))
     }
 }
 
@@ -701,6 +751,8 @@ fn next_request(rx: &mpsc::Receiver<Request>) -> Option<Request> {
 
 /// The writer thread's state.
 struct Writer {
+    /// The database file (named in errors).
+    path: PathBuf,
     conn: Connection,
     head_tx: watch::Sender<u64>,
     shared: Arc<Shared>,
@@ -767,7 +819,9 @@ impl Writer {
                     }
                     Request::Delete { cutoff, reply } => {
                         self.commit_group(std::mem::take(&mut group));
-                        let removed = self.delete_before(cutoff).map_err(backend);
+                        let removed = self
+                            .delete_before(cutoff)
+                            .map_err(|e| store_error(&self.path, Arc::new(e)));
                         self.note_syncs();
                         let _ = reply.send(removed);
                     }
@@ -784,7 +838,11 @@ impl Writer {
                             )
                             .and_then(|mut st| st.execute(rusqlite::params![name, position]));
                         self.note_syncs();
-                        let _ = reply.send(saved.map(|_| ()).map_err(backend));
+                        let _ = reply.send(
+                            saved
+                                .map(|_| ())
+                                .map_err(|e| store_error(&self.path, Arc::new(e))),
+                        );
                     }
                 }
             }
@@ -822,13 +880,11 @@ impl Writer {
         match written {
             Err(e) => {
                 let e = Arc::new(e);
-                let transient = crate::error::is_transient(&e);
-                tracing::warn!(error = %e, appends = group.len(), "event store commit failed");
+                tracing::warn!(error = %e, path = %self.path.display(), appends = group.len(), "event store commit failed");
                 for p in group {
-                    let _ = p.reply.send((
-                        Err(tamma_events::Error::backend(e.clone(), transient)),
-                        p.payload,
-                    ));
+                    let _ = p
+                        .reply
+                        .send((Err(store_error(&self.path, e.clone())), p.payload));
                 }
             }
             Ok((results, head, written)) => {

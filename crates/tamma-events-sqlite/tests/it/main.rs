@@ -2,6 +2,7 @@
 
 mod conformance;
 mod durability;
+mod environment;
 mod writer;
 
 use std::sync::Arc;
