@@ -172,29 +172,8 @@ enum Build {
 }
 
 /// `writers` tasks each appending `per_append` events per call with a condition on their own tag, for
-/// `dur` or `max_calls` calls per writer.
+/// `dur` or `max_calls` calls per writer, the events of each append built as `build` says.
 async fn writers(
-    store: &Arc<SqliteStore>,
-    name: &str,
-    writers: u64,
-    per_append: u64,
-    dur: Duration,
-    max_calls: u64,
-) -> Row {
-    writers_built(
-        store,
-        name,
-        writers,
-        per_append,
-        dur,
-        max_calls,
-        Build::Inline,
-    )
-    .await
-}
-
-/// [`writers`], with the events of each append built as `build` says.
-async fn writers_built(
     store: &Arc<SqliteStore>,
     name: &str,
     writers: u64,
@@ -315,7 +294,16 @@ fn main() {
             SqliteStore::open(dir.path().join("bench.db"), SqliteOptions::default()).unwrap(),
         );
         // Warm up: create the WAL and let it reach its recycled size.
-        writers(&store, "warm-up", 4, 100, Duration::from_millis(500), 200).await;
+        writers(
+            &store,
+            "warm-up",
+            4,
+            100,
+            Duration::from_millis(500),
+            200,
+            Build::Inline,
+        )
+        .await;
         print_header();
         let secs = Duration::from_secs(3);
         print_row(
@@ -326,6 +314,7 @@ fn main() {
                 1,
                 secs,
                 u64::MAX,
+                Build::Inline,
             )
             .await,
         );
@@ -337,10 +326,22 @@ fn main() {
                 1,
                 secs,
                 u64::MAX,
+                Build::Inline,
             )
             .await,
         );
-        print_row(&writers(&store, "1 writer, 100 events per append", 1, 100, secs, 300).await);
+        print_row(
+            &writers(
+                &store,
+                "1 writer, 100 events per append",
+                1,
+                100,
+                secs,
+                300,
+                Build::Inline,
+            )
+            .await,
+        );
         print_row(
             &writers(
                 &store,
@@ -349,6 +350,7 @@ fn main() {
                 1000,
                 secs,
                 60,
+                Build::Inline,
             )
             .await,
         );
@@ -356,7 +358,7 @@ fn main() {
             ("1 writer, 100 per append, next built meanwhile", 100, 300),
             ("1 writer, 1000 per append, next built meanwhile", 1000, 60),
         ] {
-            print_row(&writers_built(&store, name, 1, per_append, secs, calls, Build::Ahead).await);
+            print_row(&writers(&store, name, 1, per_append, secs, calls, Build::Ahead).await);
         }
         drop(store);
 

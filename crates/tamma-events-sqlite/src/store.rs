@@ -235,16 +235,9 @@ impl SqliteStore {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(open_err)?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::SchemaTooNew {
-                path,
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if version < SCHEMA_VERSION {
-            // Read again under the write lock: another process opening the same file may have migrated
-            // it since.
+        if version != SCHEMA_VERSION {
+            // Decided under the write lock: another process opening the same file may have migrated
+            // it since the read above.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(open_err)?;
