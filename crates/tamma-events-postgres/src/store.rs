@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub(crate) queued: AtomicUsize,
     /// When the writer last committed.
     pub(crate) last_commit: Mutex<Option<Instant>>,
+    /// Why the writer's last transaction failed, until one succeeds.
+    pub(crate) last_commit_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -224,6 +226,7 @@ impl PostgresStore {
             head: head_tx,
             queued: AtomicUsize::new(0),
             last_commit: Mutex::new(None),
+            last_commit_error: Mutex::new(None),
         });
         let (requests, rx) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(writer::run(rx, pg.clone(), shared.clone()));
@@ -526,6 +529,7 @@ impl EventStore for PostgresStore {
                 queue_depth: self.inner.shared.queued.load(Ordering::Relaxed),
                 last_commit_age: self.inner.shared.last_commit.lock().map(|t| t.elapsed()),
                 syncs: None,
+                last_commit_error: self.inner.shared.last_commit_error.lock().clone(),
             })
         })
     }

@@ -167,6 +167,7 @@ pub(crate) async fn run(
             conn = match open(&pg).await {
                 Ok(c) => Some(c),
                 Err(e) => {
+                    *shared.last_commit_error.lock() = Some(e.to_string());
                     fail_all(std::mem::take(&mut batch), &e);
                     continue;
                 }
@@ -199,8 +200,13 @@ pub(crate) async fn run(
                 }
             }
             Err(e) => {
-                if classify(&e) == PgErrorClass::Unavailable {
+                let class = classify(&e);
+                if class == PgErrorClass::Unavailable {
                     conn = None;
+                }
+                // A store that cannot commit (a lost connection, a timeout), not one refused append.
+                if class != PgErrorClass::Permanent {
+                    *shared.last_commit_error.lock() = Some(e.to_string());
                 }
                 // The outcome of a commit cut off by a lost connection is unknown: the callers retry
                 // with the same event ids, which is idempotent.
@@ -313,6 +319,7 @@ fn record(shared: &Shared, batch: &[Request], started: Instant) {
     #[allow(clippy::cast_precision_loss)]
     metrics::histogram!(tamma_core::metric_names::EVENTS_BATCH_SIZE).record(events as f64);
     *shared.last_commit.lock() = Some(Instant::now());
+    *shared.last_commit_error.lock() = None;
 }
 
 fn answer(batch: Vec<Request>, rows: Vec<Row>, shared: &Shared) {

@@ -125,6 +125,8 @@ struct Inner {
 struct Shared {
     queued: AtomicUsize,
     last_commit: Mutex<Option<Instant>>,
+    /// Why the last commit failed, until one succeeds.
+    last_commit_error: Mutex<Option<String>>,
     /// WAL syncs the writer made, and their total time in nanoseconds.
     syncs: AtomicU64,
     sync_nanos: AtomicU64,
@@ -264,6 +266,7 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             queued: AtomicUsize::new(0),
             last_commit: Mutex::new(None),
+            last_commit_error: Mutex::new(None),
             syncs: AtomicU64::new(0),
             sync_nanos: AtomicU64::new(0),
         });
@@ -488,6 +491,7 @@ impl EventStore for SqliteStore {
                 queue_depth: self.inner.shared.queued.load(Ordering::Relaxed),
                 last_commit_age: self.inner.shared.last_commit.lock().map(|t| t.elapsed()),
                 syncs: Some(self.wal_syncs()),
+                last_commit_error: self.inner.shared.last_commit_error.lock().clone(),
             })
         })
     }
@@ -874,6 +878,8 @@ impl Writer {
             Err(e) => {
                 let e = Arc::new(e);
                 tracing::warn!(error = %e, path = %self.path.display(), appends = group.len(), "event store commit failed");
+                *self.shared.last_commit_error.lock() =
+                    Some(format!("{e} (event store {})", self.path.display()));
                 for p in group {
                     let _ = p
                         .reply
@@ -881,6 +887,7 @@ impl Writer {
                 }
             }
             Ok((results, head, written)) => {
+                *self.shared.last_commit_error.lock() = None;
                 if written > 0 {
                     if let Some(c) = &self.checkpoints {
                         let _ = c.try_send(());

@@ -10,9 +10,11 @@ use crate::{EventStore, SyncStats};
 
 /// A health check (`events:store`) reading the store's head, writer queue depth, last commit age and,
 /// where the backend times them, its durable syncs. It never writes. Healthy when the store answers;
-/// degraded when more appends are queued than `max_queue_depth`, or when the syncs made since the
-/// previous check (or since the store opened) took longer than `max_sync_mean` on average — a slow
-/// disk; unhealthy when the store cannot answer.
+/// degraded when the writer's last commit failed and none has succeeded since (a full disk, a lost
+/// connection: reads go on, appends fail), when more appends are queued than `max_queue_depth`, or when
+/// the syncs made since the previous check (or since the store opened) took longer than `max_sync_mean`
+/// on average — a slow disk; unhealthy when the store cannot answer. (A failed commit degrades rather
+/// than fails the check: a node taken out of rotation gets no appends, so no commit could clear it.)
 ///
 /// ```
 /// use std::sync::Arc;
@@ -92,7 +94,11 @@ impl Check for StoreCheck {
                     let slow = recent
                         .and_then(|r| r.mean().map(|m| (r.count, m)))
                         .filter(|(_, mean)| *mean > self.max_sync_mean);
-                    let mut r = if h.queue_depth > self.max_queue_depth {
+                    let mut r = if let Some(e) = &h.last_commit_error {
+                        CheckResult::degraded(format!(
+                            "the last commit failed and none has succeeded since: {e}"
+                        ))
+                    } else if h.queue_depth > self.max_queue_depth {
                         CheckResult::degraded(format!(
                             "{} appends queued for the writer (more than {})",
                             h.queue_depth, self.max_queue_depth
@@ -119,6 +125,9 @@ impl Check for StoreCheck {
                     }
                     if let Some(syncs) = h.syncs {
                         r = r.detail("syncs", syncs.count);
+                    }
+                    if let Some(e) = &h.last_commit_error {
+                        r = r.detail("lastCommitError", e.as_str());
                     }
                     if let Some(mean) = recent.and_then(|r| r.mean()) {
                         r = r.detail(

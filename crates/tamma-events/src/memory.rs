@@ -290,6 +290,7 @@ impl EventStore for MemoryStore {
             queue_depth: self.inner.queued.load(Ordering::Relaxed),
             last_commit_age: self.inner.last_commit.lock().map(|t| t.elapsed()),
             syncs: None,
+            last_commit_error: None,
         };
         Box::pin(async move { Ok(health) })
     }

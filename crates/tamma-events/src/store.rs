@@ -68,6 +68,10 @@ pub struct StoreHealth {
     /// embedded store times the `fdatasync` of each commit; PostgreSQL's happen on the server: `None`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syncs: Option<SyncStats>,
+    /// Why the writer's last commit failed, when it failed and none has succeeded since (a full disk, a
+    /// lost database connection); `None` once a commit succeeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_commit_error: Option<String>,
 }
 
 /// Durable syncs made by a store's writer: how many, and their total time.
@@ -318,6 +322,7 @@ mod tests {
             queue_depth: 0,
             last_commit_age: Some(Duration::from_millis(1500)),
             syncs: None,
+            last_commit_error: None,
         };
         assert_eq!(
             serde_json::to_value(&h).unwrap(),

@@ -156,7 +156,8 @@ async fn pool_timeout_is_unavailable_and_retention_is_exclusive() {
 }
 
 /// Killing every connection of the store (writer, listener, pool) fails at most the appends in flight,
-/// as unavailable; the store reconnects, and a subscription keeps delivering without gap.
+/// as unavailable, and the store's health names the failure until a commit succeeds; the store
+/// reconnects, and a subscription keeps delivering without gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_recovers_from_killed_connections() {
     let db = TestDb::create().await;
@@ -187,6 +188,9 @@ async fn store_recovers_from_killed_connections() {
                 }
                 Err(err) => {
                     assert!(err.is_transient(), "{err}");
+                    if let Ok(h) = store.health().await {
+                        assert!(h.last_commit_error.is_some(), "{err} but {h:?}");
+                    }
                     failures += 1;
                     assert!(failures < 20, "the store does not recover: {err}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -204,4 +208,5 @@ async fn store_recovers_from_killed_connections() {
         assert_eq!(got.position, expected);
     }
     assert_eq!(store.head().await.unwrap(), 5);
+    assert_eq!(store.health().await.unwrap().last_commit_error, None);
 }

@@ -6,7 +6,8 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 
 use futures::TryStreamExt;
-use tamma_events::{Event, EventStore, Query, ReadOptions};
+use tamma_core::{Check, CheckStatus};
+use tamma_events::{Event, EventStore, Query, ReadOptions, StoreCheck};
 use tamma_events_sqlite::{Error, SqliteOptions, SqliteStore};
 
 /// A tmpfs of its own, unmounted when dropped.
@@ -101,8 +102,16 @@ async fn a_full_disk_refuses_appends_clearly_and_recovers_when_space_is_freed() 
     let text = err.to_string();
     assert!(text.contains("is full"), "{text}");
     assert!(text.contains(&path.display().to_string()), "{text}");
-    // Still full: refused again, reads unaffected.
+    // Still full: refused again, reads unaffected; the health check says why appends fail.
     assert!(store.append(batch(50), None).await.is_err());
+    let check = StoreCheck::new(Arc::new(store.clone()));
+    let r = check.check().await;
+    assert_eq!(r.status, CheckStatus::Degraded, "{r:?}");
+    let said = r.output.clone().unwrap_or_default();
+    assert!(
+        said.contains("last commit failed") && said.contains("full"),
+        "{said}"
+    );
     assert_eq!(store.head().await.expect("head"), acknowledged);
     assert_eq!(
         positions(&store).await,
@@ -114,6 +123,8 @@ async fn a_full_disk_refuses_appends_clearly_and_recovers_when_space_is_freed() 
         .await
         .expect("append after freeing");
     assert_eq!(r.positions.first(), Some(&(acknowledged + 1)));
+    assert_eq!(check.check().await.status, CheckStatus::Healthy);
+    drop(check);
     drop(store);
     let store = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen");
     assert_eq!(

@@ -13,10 +13,9 @@ fn slow_commit_store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
 }
 
 /// [`slow_commit_store`] with `options` (its hooks replaced).
-fn slow_commit_store_with(dir: &tempfile::TempDir, options: SqliteOptions) -> Arc<SqliteStore> {
-    let hooks =
+fn slow_commit_store_with(dir: &tempfile::TempDir, mut options: SqliteOptions) -> Arc<SqliteStore> {
+    options.hooks =
         StoreHooks::delay_commits_where(Duration::from_millis(300), |e| e[0].event_type == "SLOW");
-    let options = SqliteOptions { hooks, ..options };
     Arc::new(SqliteStore::open(dir.path().join("e.db"), options).unwrap())
 }
 
@@ -560,8 +559,13 @@ async fn the_store_check_reports_sync_times_and_names_a_slow_disk() {
     use tamma_events::StoreCheck;
 
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        Arc::new(SqliteStore::open(dir.path().join("e.db"), SqliteOptions::default()).unwrap());
+    // No checkpoint during the test, so every commit makes exactly one sync (see
+    // `each_commit_makes_one_timed_wal_sync`).
+    let options = SqliteOptions {
+        checkpoint_interval: None,
+        ..SqliteOptions::default()
+    };
+    let store = Arc::new(SqliteStore::open(dir.path().join("e.db"), options).unwrap());
     for i in 0..5 {
         store
             .append(vec![Event::new("ONE").data(serde_json::json!(i))], None)
