@@ -952,7 +952,15 @@ impl Writer {
             // The condition first: when it fails, the full check decides between a duplicate (answered
             // with the original positions), a rejected id and the condition failure, in that order.
             if let Some(c) = &p.payload.condition {
-                let mut hit = condition_hit(&tx, c)?;
+                // A condition the database cannot run fails its own append, not the group: SQLite
+                // ends only the statement, the transaction goes on.
+                let mut hit = match condition_hit(&tx, c) {
+                    Ok(hit) => hit,
+                    Err(e) => {
+                        w.results[k] = Some(Err(store_error(&self.path, Arc::new(e))));
+                        continue;
+                    }
+                };
                 if hit.is_none() && w.collected_match(c) {
                     w.flush()?;
                     hit = condition_hit(&tx, c)?;

@@ -78,6 +78,13 @@ pub async fn invalid_events_rejected_and_store_unchanged(store: &dyn EventStore)
             Some(AppendCondition::new(tags(&["x\0"]))),
             "condition.failIfEventsMatch.items[0].tags[0]",
         ),
+        (
+            vec![Event::new("OK")],
+            Some(AppendCondition::new(Query::from_items(
+                (0..101).map(|i| QueryItem::tags([format!("t:{i}")])),
+            ))),
+            "condition.failIfEventsMatch.items",
+        ),
     ];
     for (events, cond, path) in cases {
         let err = store.append(events, cond).await.expect_err(path);

@@ -56,8 +56,9 @@ pub use query::{
 };
 pub use read::{
     empty_store, get_by_id, health_reports_head, positions_start_at_one_and_are_gapless,
-    read_all_in_order, read_backwards_with_from_and_limit, read_from_is_inclusive,
-    read_from_past_head, read_with_invalid_query_is_rejected, read_with_limit,
+    queries_at_the_size_limits_run, read_all_in_order, read_backwards_with_from_and_limit,
+    read_from_is_inclusive, read_from_past_head, read_with_invalid_query_is_rejected,
+    read_with_limit,
 };
 pub use retention::retention_removes_exactly_a_prefix;
 pub use subscribe::{
@@ -77,7 +78,8 @@ macro_rules! conformance_tests {
             $backend, $factory;
             by_ref: empty_store, positions_start_at_one_and_are_gapless, read_all_in_order,
                 read_from_is_inclusive, read_with_limit, read_backwards_with_from_and_limit,
-                read_from_past_head, read_with_invalid_query_is_rejected, get_by_id, health_reports_head,
+                read_from_past_head, read_with_invalid_query_is_rejected, queries_at_the_size_limits_run,
+                get_by_id, health_reports_head,
                 query_by_one_tag, query_tag_and_tag, query_item_or_item, query_by_type, query_by_several_types,
                 query_type_and_tag, query_unknown_type_matches_nothing,
                 event_matching_two_items_returned_once_in_order, empty_append_rejected,

@@ -235,6 +235,20 @@ pub async fn read_with_invalid_query_is_rejected(store: &dyn EventStore) {
         matches!(first, Err(Error::InvalidQuery { .. })),
         "{first:?}"
     );
+    // Queries over the size limits: named, never a database error.
+    let many_items = Query::from_items((0..101).map(|i| QueryItem::tags([format!("t:{i}")])));
+    let many_terms = Query::item(QueryItem::types((0..257).map(|i| format!("T{i}"))));
+    for (q, path) in [(many_items, "query.items"), (many_terms, "query")] {
+        let first = store
+            .read(q, ReadOptions::forwards())
+            .next()
+            .await
+            .expect("one error item");
+        match first {
+            Err(Error::InvalidQuery { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("expected InvalidQuery at {path}, got {other:?}"),
+        }
+    }
     // Strings no event can hold: named, never a database error.
     for (item, path) in [
         (QueryItem::tags(["a\0b"]), "query.items[0].tags[0]"),
@@ -254,6 +268,42 @@ pub async fn read_with_invalid_query_is_rejected(store: &dyn EventStore) {
             other => panic!("expected InvalidQuery at {path}, got {other:?}"),
         }
     }
+}
+
+/// Queries at the size limits (100 items, 256 types and tags in all) run on every backend and find what
+/// they name: 256 types in one item, 256 tags in one item, 100 items.
+pub async fn queries_at_the_size_limits_run(store: &dyn EventStore) {
+    use tamma_events::Event;
+    let tags: Vec<String> = (0..256).map(|i| format!("t:{i}")).collect();
+    put(
+        store,
+        vec![
+            Event::new("T7"),
+            tags.iter()
+                .fold(Event::new("ALL"), |e, t| e.tag(t.as_str())),
+            Event::new("T255").tag("t:3"),
+        ],
+    )
+    .await;
+    let types = Query::item(QueryItem::types((0..256).map(|i| format!("T{i}"))));
+    assert_eq!(
+        positions(store, types, ReadOptions::forwards()).await,
+        vec![1, 3]
+    );
+    let all_tags = Query::item(QueryItem::tags(
+        tags.iter().cloned().collect::<tamma_events::Tags>(),
+    ));
+    assert_eq!(
+        positions(store, all_tags, ReadOptions::forwards()).await,
+        vec![2]
+    );
+    let items = Query::from_items(
+        (0..100).map(|i| QueryItem::tags([format!("t:{i}")]).with_tag(format!("t:{}", 255 - i))),
+    );
+    assert_eq!(
+        positions(store, items, ReadOptions::backwards()).await,
+        vec![2]
+    );
 }
 
 /// `get` finds an event by id, with its position; an unknown id finds nothing.

@@ -63,7 +63,7 @@ pub use event::{
 };
 pub use filter::{EventFilter, glob_match, read_filtered};
 pub use memory::MemoryStore;
-pub use query::{AppendCondition, Query, QueryItem, ReadOptions};
+pub use query::{AppendCondition, MAX_QUERY_ITEMS, MAX_QUERY_TERMS, Query, QueryItem, ReadOptions};
 pub use store::{
     AppendResult, CommitDelayFn, EventStore, EventStream, Limits, StoreHealth, StoreHooks,
     SyncStats,

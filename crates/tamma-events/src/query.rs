@@ -4,6 +4,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Event, Result, Tags, event::MAX_TYPE_LEN};
 
+/// The most items a query (or an append condition) may have.
+pub const MAX_QUERY_ITEMS: usize = 100;
+
+/// The most types and tags a query may name across its items. Each becomes an index scan or a test of
+/// the query the store runs; the limits keep every valid query within what every backend executes
+/// (SQLite refuses a statement of more than 500 scans or 32,766 parameters).
+pub const MAX_QUERY_TERMS: usize = 256;
+
 /// One query item: matches an event whose type is one of `types` (none = any type) AND that carries all
 /// of `tags` (none = no constraint). An item with neither is invalid.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -115,8 +123,29 @@ impl Query {
     /// Checks the query; `path` names it in errors (`query`, `condition.failIfEventsMatch`).
     ///
     /// # Errors
-    /// [`Error::InvalidQuery`] for an item with neither types nor tags, or an empty or oversize type or tag.
+    /// [`Error::InvalidQuery`] for more than [`MAX_QUERY_ITEMS`] items or [`MAX_QUERY_TERMS`] types and
+    /// tags in all, an item with neither types nor tags, or an empty or oversize type or tag.
     pub fn validate(&self, path: &str) -> Result<()> {
+        if self.items.len() > MAX_QUERY_ITEMS {
+            return Err(Error::invalid_query(
+                format!("{path}.items"),
+                format!(
+                    "has {} items, more than {MAX_QUERY_ITEMS}",
+                    self.items.len()
+                ),
+            ));
+        }
+        let terms: usize = self
+            .items
+            .iter()
+            .map(|i| i.types.len() + i.tags.len())
+            .sum();
+        if terms > MAX_QUERY_TERMS {
+            return Err(Error::invalid_query(
+                path.to_owned(),
+                format!("names {terms} types and tags in all, more than {MAX_QUERY_TERMS}"),
+            ));
+        }
         for (i, item) in self.items.iter().enumerate() {
             let item_path = format!("{path}.items[{i}]");
             if item.types.is_empty() && item.tags.is_empty() {
