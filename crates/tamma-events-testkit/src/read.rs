@@ -251,12 +251,9 @@ pub async fn read_with_invalid_query_is_rejected(store: &dyn EventStore) {
     }
     // Strings no event can hold: named, never a database error.
     for (item, path) in [
-        (QueryItem::tags(["a\0b"]), "query.items[0].tags[0]"),
+        (QueryItem::tags(["a\0b"]), "query.items[0].tags"),
         (QueryItem::types(["A", "x\0"]), "query.items[0].types[1]"),
-        (
-            QueryItem::tags(["t".repeat(1025)]),
-            "query.items[0].tags[0]",
-        ),
+        (QueryItem::tags(["t".repeat(1025)]), "query.items[0].tags"),
     ] {
         let first = store
             .read(Query::item(item), ReadOptions::forwards())

@@ -20,7 +20,7 @@ pub enum Error {
     /// `events[0].type`.
     #[error("invalid event: {path}: {message}")]
     InvalidEvent {
-        /// The offending field, e.g. `events[2].tags[0]`.
+        /// The offending field, e.g. `events[2].tags`.
         path: String,
         /// What is wrong with it.
         message: String,

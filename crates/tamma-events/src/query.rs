@@ -168,12 +168,10 @@ impl Query {
                     ));
                 }
             }
-            for (j, t) in item.tags.iter().enumerate() {
+            // Tags are a set (sorted, without duplicates): the message names the tag, not its index.
+            for t in item.tags.iter() {
                 if let Some(problem) = crate::validate::tag_problem(t) {
-                    return Err(Error::invalid_query(
-                        format!("{item_path}.tags[{j}]"),
-                        problem,
-                    ));
+                    return Err(Error::invalid_query(format!("{item_path}.tags"), problem));
                 }
             }
         }

@@ -62,12 +62,10 @@ pub fn validate_append_sized(
         if e.event_type.contains('\0') {
             return Err(Error::invalid_event(format!("events[{i}].type"), NUL));
         }
-        for (j, tag) in e.tags.iter().enumerate() {
+        // Tags are a set (sorted, without duplicates): the message names the tag, not its index.
+        for tag in e.tags.iter() {
             if let Some(problem) = tag_problem(tag) {
-                return Err(Error::invalid_event(
-                    format!("events[{i}].tags[{j}]"),
-                    problem,
-                ));
+                return Err(Error::invalid_event(format!("events[{i}].tags"), problem));
             }
         }
         if let Some((key, _)) = e.metadata.strings().find(|(_, v)| v.contains('\0')) {
@@ -116,14 +114,23 @@ pub fn validate_append_sized(
     Ok(())
 }
 
-/// Why a tag (of an event or a query) is invalid, if it is.
+/// Why a tag (of an event or a query) is invalid, if it is, naming the tag (its start, when long).
 pub(crate) fn tag_problem(tag: &str) -> Option<String> {
+    let named = || {
+        let start: String = tag.chars().take(40).collect();
+        let more = if start.len() < tag.len() { "…" } else { "" };
+        format!("{start:?}{more}")
+    };
     if tag.is_empty() {
         Some("a tag must not be empty".into())
     } else if tag.len() > MAX_TAG_LEN {
-        Some(format!("is {} bytes, more than {MAX_TAG_LEN}", tag.len()))
+        Some(format!(
+            "the tag {} is {} bytes, more than {MAX_TAG_LEN}",
+            named(),
+            tag.len()
+        ))
     } else if tag.contains('\0') {
-        Some(NUL.into())
+        Some(format!("the tag {} {NUL}", named()))
     } else {
         None
     }
@@ -209,7 +216,7 @@ mod tests {
         let e = Event::new("A").tag("");
         assert_eq!(
             validate_append(&[e], None, &l).unwrap_err().path(),
-            Some("events[0].tags[0]")
+            Some("events[0].tags")
         );
         let big = Event::new("A").data(serde_json::json!("x".repeat(2000)));
         let err = validate_append(

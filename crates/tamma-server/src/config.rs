@@ -11,7 +11,8 @@ pub struct ServerConfig {
     /// Address and port the node listens on. Changing it needs a restart.
     #[schemars(extend("x-tamma-restart" = true))]
     pub listen: String,
-    /// Largest request body accepted; larger requests get `413`.
+    /// Largest request body accepted; larger requests get `413`. Changing it needs a restart.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub max_body_size: ByteSize,
     /// How long a graceful shutdown waits for in-flight requests and queues to drain.
     pub shutdown_timeout: DurationMs,

@@ -375,23 +375,38 @@ const LIST_PARAMS: &[&str] = &[
     "offset",
 ];
 
+/// A type parameter as every store takes it: 1 to 256 bytes, no U+0000.
 fn check_type(name: &str, value: &str) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > tamma_events::MAX_TYPE_LEN {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            name,
-            format!("{name} must be 1 to {} bytes", tamma_events::MAX_TYPE_LEN),
-        ));
-    }
-    Ok(())
+    check_key(name, value, tamma_events::MAX_TYPE_LEN)
 }
 
+/// A tag parameter as every store takes it: 1 to 1,024 bytes, no U+0000.
 fn check_tag(name: &str, value: &str) -> Result<(), ApiError> {
-    if value.is_empty() {
+    check_key(name, value, tamma_events::MAX_TAG_LEN)
+}
+
+fn check_key(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let problem = if value.is_empty() || value.len() > max {
+        format!("{name} must be 1 to {max} bytes")
+    } else if value.contains('\0') {
+        format!("{name} must not contain the character U+0000")
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::bad_request("invalid_parameter", name, problem))
+}
+
+/// At most [`tamma_events::MAX_QUERY_TERMS`] `type` and `tag` parameters in all.
+fn check_terms(types: usize, tags: usize) -> Result<(), ApiError> {
+    if types + tags > tamma_events::MAX_QUERY_TERMS {
         return Err(ApiError::bad_request(
             "invalid_parameter",
-            name,
-            format!("{name} must not be empty"),
+            if tags > types { "tag" } else { "type" },
+            format!(
+                "{} type and tag parameters, more than {}",
+                types + tags,
+                tamma_events::MAX_QUERY_TERMS
+            ),
         ));
     }
     Ok(())
@@ -430,6 +445,7 @@ fn list_filter(uri: &Uri, limits: &EventsApiLimits) -> Result<EventFilter, ApiEr
             "end must not be before start",
         ));
     }
+    check_terms(f.types.len(), f.tags.len())?;
     f.limit = Some(limits.page(limit));
     Ok(f)
 }
@@ -555,6 +571,7 @@ fn subscription(uri: &Uri, headers: &HeaderMap) -> Result<(Query, u64), ApiError
         })?;
         after = parse_u64("Last-Event-ID", v)?;
     }
+    check_terms(types.len(), tags.len())?;
     let query = if types.is_empty() && tags.is_empty() {
         Query::all()
     } else {

@@ -666,6 +666,15 @@ async fn tail(node: &Node, a: &TailArgs) -> Outcome {
             let mut out = std::io::stdout().lock();
             for m in take_messages(&mut buf) {
                 if m.event.as_deref() == Some("error") {
+                    // A query the node refuses is refused again on every reconnect: stop, as for a
+                    // 4xx answer. Anything else (the node stopping, a lagged stream) resumes.
+                    let body: Value = serde_json::from_str(&m.data).unwrap_or(Value::Null);
+                    if body["error"]["code"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("invalid_"))
+                    {
+                        return Err(Failure::Refused(describe_error(400, &body)));
+                    }
                     eprintln!(
                         "the node ended the stream: {}; resuming after position {last}",
                         m.data

@@ -355,8 +355,9 @@ fn export_streams_every_event_page_by_page_in_each_format() {
 }
 
 /// A store whose subscriptions end with "lagged" after two events, as a slow subscriber's would: the
-/// node sends an `event: error` message and closes the stream, and the client must resume.
-struct Laggy(MemoryStore);
+/// node sends an `event: error` message and closes the stream, and the client must resume. With
+/// `refuse`, every subscription ends at once with an invalid-query error instead.
+struct Laggy(MemoryStore, bool);
 
 impl EventStore for Laggy {
     fn append(
@@ -379,6 +380,14 @@ impl EventStore for Laggy {
         self.0.head()
     }
     fn subscribe(&self, query: Query, after: u64) -> EventStream {
+        if self.1 {
+            return Box::pin(futures::stream::once(async {
+                Err(tamma_events::Error::invalid_query(
+                    "query.items[0].tags",
+                    "refused by this test store",
+                ))
+            }));
+        }
         let lagged = futures::stream::once(async move {
             Err(tamma_events::Error::SubscriptionLagged {
                 last_position: after + 2,
@@ -399,7 +408,7 @@ impl EventStore for Laggy {
 
 #[test]
 fn tail_follows_live_appends_and_resumes_after_the_stream_ends() {
-    let node = Node::start(Arc::new(Laggy(MemoryStore::new())));
+    let node = Node::start(Arc::new(Laggy(MemoryStore::new(), false)));
     node.append(vec![Event::new("PRE"), Event::new("PRE")]);
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_tamma"))
@@ -430,6 +439,35 @@ fn tail_follows_live_appends_and_resumes_after_the_stream_ends() {
         "{}",
         text(&o).1
     );
+}
+
+/// A query the node refuses in the stream is refused on every reconnect: the tail stops with the
+/// node's reason and exit code 1 instead of reconnecting forever.
+#[test]
+fn tail_stops_when_the_node_refuses_its_query() {
+    let node = Node::start(Arc::new(Laggy(MemoryStore::new(), true)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args(["events", "--url", &node.base, "tail", "--after", "0"])
+        .current_dir(dir.path())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("tail kept reconnecting to a stream that refuses its query");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused by this test store"), "{err}");
 }
 
 #[test]
