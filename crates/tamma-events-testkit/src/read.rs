@@ -235,28 +235,27 @@ pub async fn read_with_invalid_query_is_rejected(store: &dyn EventStore) {
         matches!(first, Err(Error::InvalidQuery { .. })),
         "{first:?}"
     );
-    // Queries over the size limits: named, never a database error.
+    // Queries over the size limits, and strings no event can hold: named, never a database error.
     let many_items = Query::from_items((0..101).map(|i| QueryItem::tags([format!("t:{i}")])));
     let many_terms = Query::item(QueryItem::types((0..257).map(|i| format!("T{i}"))));
-    for (q, path) in [(many_items, "query.items"), (many_terms, "query")] {
-        let first = store
-            .read(q, ReadOptions::forwards())
-            .next()
-            .await
-            .expect("one error item");
-        match first {
-            Err(Error::InvalidQuery { path: p, .. }) => assert_eq!(p, path),
-            other => panic!("expected InvalidQuery at {path}, got {other:?}"),
-        }
-    }
-    // Strings no event can hold: named, never a database error.
-    for (item, path) in [
-        (QueryItem::tags(["a\0b"]), "query.items[0].tags"),
-        (QueryItem::types(["A", "x\0"]), "query.items[0].types[1]"),
-        (QueryItem::tags(["t".repeat(1025)]), "query.items[0].tags"),
+    for (q, path) in [
+        (many_items, "query.items"),
+        (many_terms, "query"),
+        (
+            Query::item(QueryItem::tags(["a\0b"])),
+            "query.items[0].tags",
+        ),
+        (
+            Query::item(QueryItem::types(["A", "x\0"])),
+            "query.items[0].types[1]",
+        ),
+        (
+            Query::item(QueryItem::tags(["t".repeat(1025)])),
+            "query.items[0].tags",
+        ),
     ] {
         let first = store
-            .read(Query::item(item), ReadOptions::forwards())
+            .read(q, ReadOptions::forwards())
             .next()
             .await
             .expect("one error item");

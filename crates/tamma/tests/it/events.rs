@@ -354,6 +354,20 @@ fn export_streams_every_event_page_by_page_in_each_format() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// Starts `tamma events --url <node> <args>` in `dir`, its output piped.
+fn spawn_events(node: &Node, dir: &tempfile::TempDir, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args(["events", "--url", &node.base])
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A store whose subscriptions end with "lagged" after two events, as a slow subscriber's would: the
 /// node sends an `event: error` message and closes the stream, and the client must resume. With
 /// `refuse`, every subscription ends at once with an invalid-query error instead.
@@ -411,17 +425,7 @@ fn tail_follows_live_appends_and_resumes_after_the_stream_ends() {
     let node = Node::start(Arc::new(Laggy(MemoryStore::new(), false)));
     node.append(vec![Event::new("PRE"), Event::new("PRE")]);
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .args([
-            "events", "--url", &node.base, "tail", "--after", "0", "--count", "12",
-        ])
-        .current_dir(dir.path())
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_events(&node, &dir, &["tail", "--after", "0", "--count", "12"]);
     // Writers append while the tail follows; every stream ends after two events.
     for i in 0..10 {
         node.append(vec![Event::new("LIVE").data(json!(i))]);
@@ -447,15 +451,7 @@ fn tail_follows_live_appends_and_resumes_after_the_stream_ends() {
 fn tail_stops_when_the_node_refuses_its_query() {
     let node = Node::start(Arc::new(Laggy(MemoryStore::new(), true)));
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .args(["events", "--url", &node.base, "tail", "--after", "0"])
-        .current_dir(dir.path())
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_events(&node, &dir, &["tail", "--after", "0"]);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > until {
