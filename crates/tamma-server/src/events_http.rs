@@ -32,6 +32,11 @@ pub(crate) struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "events[0].type")]
     pub(crate) path: Option<String>,
+    /// For `append_condition_failed`: the first position after the condition's `after` holding a
+    /// matching event (re-read from there, decide again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 42)]
+    pub(crate) position: Option<u64>,
 }
 
 /// An error answer of the events API.
@@ -41,6 +46,8 @@ pub(crate) struct ApiError {
     pub(crate) code: Cow<'static, str>,
     pub(crate) message: String,
     pub(crate) path: Option<String>,
+    /// The conflicting position of `append_condition_failed`.
+    pub(crate) position: Option<u64>,
     /// Seconds for the `Retry-After` header (429 and 503).
     pub(crate) retry_after: Option<u64>,
 }
@@ -56,6 +63,7 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             path: None,
+            position: None,
             retry_after: None,
         }
     }
@@ -98,6 +106,9 @@ impl ApiError {
         };
         let mut out = Self::new(status, e.code(), e.to_string());
         out.path = e.path().map(str::to_owned);
+        if let E::AppendConditionFailed { position } = e {
+            out.position = Some(*position);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             out = out.retry_after(retry_after);
         }
@@ -113,6 +124,7 @@ impl ApiError {
                 code: self.code.clone().into_owned(),
                 message: self.message.clone(),
                 path: self.path.clone(),
+                position: self.position,
             },
         }
     }

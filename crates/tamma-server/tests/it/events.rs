@@ -219,6 +219,7 @@ async fn contract(store: Arc<dyn EventStore>) {
     let a = s.post("/v1/events", &cond(None)).await;
     conforms(&doc, "post", "/v1/events", &a);
     assert_eq!(code(&a), (409, "append_condition_failed", None));
+    assert_eq!(a.body["error"]["position"], json!(2), "{}", a.body);
     let a = s.post("/v1/events", &cond(Some(2))).await;
     assert_eq!(a.body["positions"], json!([3]));
 
