@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use crate::ServerConfig;
+pub(crate) use http::not_found;
 use http::{
     ApiError, ErrorBody, json_body, method_not_allowed, parse_time, parse_u64, query_pairs,
     unknown_parameter,

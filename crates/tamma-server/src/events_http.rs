@@ -158,6 +158,15 @@ impl IntoResponse for ApiError {
 }
 
 /// The answer for a method a path does not support.
+/// The answer for a path no route serves: the JSON error shape, like every other error of the API.
+pub(crate) async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route serves {} {}", req.method(), req.uri().path()),
+    )
+}
+
 pub(crate) async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,

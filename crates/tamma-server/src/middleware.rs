@@ -42,7 +42,9 @@ const MAX_CACHED_SERIES: usize = 32;
 /// `tamma_http_request_duration_seconds{route}`, and the request id echoed unless the handler set
 /// one.
 pub fn with_middleware(router: Router) -> Router {
-    router.layer(ObserveLayer)
+    router
+        .fallback(crate::events::not_found)
+        .layer(ObserveLayer)
 }
 
 /// The production middleware as a tower layer (applied to every route by [`with_middleware`]).

@@ -19,7 +19,7 @@ use tamma_events_sqlite::{SqliteOptions, SqliteStore};
 use tamma_health::{HealthChecker, HealthChecksConfig};
 use tamma_server::{
     EventsApiLimits, StreamsShutdown, config_routes, events_routes, events_routes_with_shutdown,
-    health_routes, metrics_routes, openapi_document, openapi_routes,
+    health_routes, metrics_routes, openapi_document, openapi_routes, with_middleware,
 };
 use tokio::sync::Notify;
 
@@ -1126,4 +1126,18 @@ async fn a_graceful_shutdown_ends_open_subscription_streams() {
         .unwrap();
     assert!(matches!(end, Ok(None)), "{end:?}");
     assert!(streams.is_triggered());
+}
+
+/// A path no route serves answers 404 in the API's JSON error shape (code `not_found`, the method and
+/// path named), not an empty body; served paths are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_answer_404_in_the_json_error_shape() {
+    let s = start(with_middleware(app(memory(), EventsApiLimits::default()))).await;
+    for path in ["/v1/nothing", "/", "/v1/events/head/extra"] {
+        let a = s.get(path).await;
+        assert_eq!(code(&a), (404, "not_found", None), "{path}: {}", a.body);
+        let message = a.body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(&format!("GET {path}")), "{message}");
+    }
+    assert_eq!(s.get("/v1/events/head").await.status.as_u16(), 200);
 }
