@@ -203,6 +203,15 @@ pub(crate) async fn json_body<T: DeserializeOwned>(
             ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", r.body_text())
         }
     })?;
+    // serde would also take a struct written as an array of its fields in order; the API's bodies
+    // are objects (as its OpenAPI document says).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be a JSON object, not an array",
+        ));
+    }
     parse_json(&bytes)
 }
 

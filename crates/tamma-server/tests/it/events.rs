@@ -271,7 +271,7 @@ async fn contract(store: Arc<dyn EventStore>) {
             "invalid_request",
             Some("event"),
         ),
-        (json!([1, 2]), "invalid_request", Some("[0]")),
+        (json!([1, 2]), "invalid_request", None),
     ] {
         let a = s.post("/v1/events", &body).await;
         conforms(&doc, "post", "/v1/events", &a);
@@ -293,6 +293,25 @@ async fn contract(store: Arc<dyn EventStore>) {
         conforms(&doc, "post", "/v1/events", &a);
         assert_eq!(code(&a).1, "malformed_json", "{raw:?}");
     }
+    // A body in serde's positional form of a struct (an array of its fields) is refused: the bodies are
+    // objects, as the document says.
+    for (path, raw) in [
+        ("/v1/events", r#"[[{"type": "TUPLE.FORM"}]]"#),
+        ("/v1/events/read", r#" [{}, 5, true, 1]"#),
+    ] {
+        let a = s.post_raw(path, raw).await;
+        conforms(&doc, "post", path, &a);
+        assert_eq!(
+            code(&a),
+            (400, "invalid_request", None),
+            "{raw}: {}",
+            a.body
+        );
+    }
+    assert_eq!(
+        s.get("/v1/events?type=TUPLE.FORM").await.body["events"],
+        json!([])
+    );
     let a = s
         .send(
             s.client
