@@ -83,14 +83,15 @@ pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// A SQLite error of the store, naming its file.
+/// A SQLite error of the store, naming its file. Its message includes SQLite's (so it is not also given
+/// as the error's source: a printed chain would repeat it).
 #[derive(Debug, thiserror::Error)]
-#[error("{source} (event store {path})")]
+#[error("{error} (event store {path})")]
 pub struct StoreFailure {
     /// The database file.
     pub path: PathBuf,
     /// SQLite's error.
-    pub source: Arc<rusqlite::Error>,
+    pub error: Arc<rusqlite::Error>,
 }
 
 /// Maps a SQLite error of the store at `path` onto the contract's error, naming the file. A full disk and
@@ -119,7 +120,7 @@ pub(crate) fn store_error(path: &Path, e: Arc<rusqlite::Error>) -> tamma_events:
         .increment(1);
     let failure = StoreFailure {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     };
     match unavailable {
         Some(message) => tamma_events::Error::Unavailable {
@@ -127,7 +128,7 @@ pub(crate) fn store_error(path: &Path, e: Arc<rusqlite::Error>) -> tamma_events:
             source: Some(Box::new(failure)),
         },
         None => {
-            let transient = is_transient(&failure.source);
+            let transient = is_transient(&failure.error);
             tamma_events::Error::backend(failure, transient)
         }
     }
@@ -139,7 +140,7 @@ impl From<Error> for tamma_events::Error {
             Error::Open { source, path } if is_transient(&source) => Self::backend(
                 StoreFailure {
                     path,
-                    source: Arc::new(source),
+                    error: Arc::new(source),
                 },
                 true,
             ),
