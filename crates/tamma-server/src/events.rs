@@ -416,7 +416,7 @@ fn check_terms(types: usize, tags: usize) -> Result<(), ApiError> {
 fn list_filter(uri: &Uri, limits: &EventsApiLimits) -> Result<EventFilter, ApiError> {
     let mut f = EventFilter::default();
     let mut limit = None;
-    for (name, value) in query_pairs(uri)? {
+    for (name, value) in query_pairs(uri, &["type", "tag"])? {
         match name.as_str() {
             "type" => {
                 check_type("type", &value)?;
@@ -543,7 +543,7 @@ fn subscription(uri: &Uri, headers: &HeaderMap) -> Result<(Query, u64), ApiError
     let mut types = Vec::new();
     let mut tags = Tags::new();
     let mut after = 0;
-    for (name, value) in query_pairs(uri)? {
+    for (name, value) in query_pairs(uri, &["type", "tag"])? {
         match name.as_str() {
             "after" => after = parse_u64("after", &value)?,
             "type" => {

@@ -254,10 +254,45 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 }
 
 /// The query string as `(name, value)` pairs, in order (repeated names kept).
-pub(crate) fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+pub(crate) fn query_pairs(
+    uri: &Uri,
+    repeatable: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    // Decoding replaces bytes that are not UTF-8 by U+FFFD: a query naming `type=%FF` would look for a
+    // type the client never sent. Refuse it instead, naming the parameter.
+    for part in uri.query().unwrap_or("").split('&') {
+        let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        if percent_encoding::percent_decode_str(name)
+            .decode_utf8()
+            .and_then(|n| {
+                percent_encoding::percent_decode_str(value)
+                    .decode_utf8()
+                    .map(|_| n)
+            })
+            .is_err()
+        {
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                name.clone(),
+                format!("{name} is not UTF-8 once percent-decoded"),
+            ));
+        }
+    }
+    let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map(|q| q.0)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.body_text()))?;
+    // A parameter that takes one value, given twice, is ambiguous: say so rather than pick one.
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if !repeatable.contains(&name.as_str()) && pairs[..i].iter().any(|(n, _)| n == name) {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                name.clone(),
+                format!("{name} is given more than once"),
+            ));
+        }
+    }
+    Ok(pairs)
 }
 
 /// A non-negative integer parameter.
@@ -392,7 +427,7 @@ mod tests {
         );
         let uri: Uri = "/v1/events?type=A&type=B%20C&tag=k%3Av".parse().unwrap();
         assert_eq!(
-            query_pairs(&uri).unwrap(),
+            query_pairs(&uri, &["type", "tag"]).unwrap(),
             vec![
                 ("type".into(), "A".into()),
                 ("type".into(), "B C".into()),

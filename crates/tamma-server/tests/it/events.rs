@@ -412,6 +412,8 @@ async fn contract(store: Arc<dyn EventStore>) {
         ("?tag=", "tag"),
         ("?tag=a%00b", "tag"),
         (&long_tag, "tag"),
+        ("?type=%FF", "type"),
+        ("?limit=1&limit=2", "limit"),
         ("?colour=red", "colour"),
     ] {
         let a = s.get(&format!("/v1/events{query}")).await;
@@ -866,6 +868,8 @@ async fn sse_keeps_idle_streams_alive_and_rejects_bad_parameters() {
         ("?type=A%00", None, "type"),
         (long_tag.as_str(), None, "tag"),
         (many_tags.as_str(), None, "tag"),
+        ("?tag=%C3", None, "tag"),
+        ("?after=1&after=2", None, "after"),
         ("?typePattern=A*", None, "typePattern"),
         ("", Some("seven"), "Last-Event-ID"),
     ] {
