@@ -37,8 +37,8 @@ use utoipa::ToSchema;
 use crate::ServerConfig;
 pub(crate) use http::not_found;
 use http::{
-    ApiError, ErrorBody, json_body, method_not_allowed, parse_time, parse_u64, query_pairs,
-    unknown_parameter,
+    ApiError, ErrorBody, json_body, method_not_allowed, no_parameters, parse_time, parse_u64,
+    query_pairs, unknown_parameter,
 };
 pub use openapi::{openapi_document, openapi_routes};
 
@@ -300,6 +300,7 @@ fn ok_json<T: Serialize>(value: &T) -> Response {
     )
 )]
 async fn append(State(api): State<Api>, req: Request) -> Result<Response, ApiError> {
+    no_parameters(req.uri())?;
     // Shed before reading the body: an overloaded node should not buffer 16 MiB to say no.
     let _permit = match &api.appends {
         Some(s) => Some(Arc::clone(s).try_acquire_owned().map_err(|_| {
@@ -347,6 +348,7 @@ async fn append(State(api): State<Api>, req: Request) -> Result<Response, ApiErr
     )
 )]
 async fn read(State(api): State<Api>, req: Request) -> Result<Response, ApiError> {
+    no_parameters(req.uri())?;
     let body: ReadRequest = json_body(req, api.limits.max_body_size).await?;
     body.query
         .validate("query")
@@ -493,8 +495,10 @@ async fn list(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
 )]
 async fn get_one(
     State(api): State<Api>,
+    uri: Uri,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
+    no_parameters(&uri)?;
     let Path(id) =
         id.map_err(|e| ApiError::bad_request("invalid_parameter", "id", e.body_text()))?;
     let uuid = uuid::Uuid::parse_str(&id).map_err(|e| {
@@ -525,11 +529,13 @@ async fn get_one(
     get, path = "/v1/events/head", tag = "events",
     responses(
         (status = 200, description = "The head", body = HeadResponse),
+        (status = 400, description = "`unknown_parameter`: this route takes no query parameters", body = ErrorBody),
         (status = 503, description = "The store cannot be read", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-async fn head(State(api): State<Api>) -> Result<Response, ApiError> {
+async fn head(State(api): State<Api>, uri: Uri) -> Result<Response, ApiError> {
+    no_parameters(&uri)?;
     let head = api.store.head().await.map_err(|e| store_error(&api, &e))?;
     Ok(ok_json(&HeadResponse { head }))
 }

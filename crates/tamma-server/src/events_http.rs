@@ -323,14 +323,27 @@ pub(crate) fn parse_time(
 }
 
 /// A parameter the route does not know.
+/// Refuses a query string on a route that takes no parameters: a client adding one expects it to
+/// mean something, and silently ignoring it would answer another question than the one asked.
+pub(crate) fn no_parameters(uri: &Uri) -> Result<(), ApiError> {
+    match query_pairs(uri, &[])?.into_iter().next() {
+        Some((name, _)) => Err(unknown_parameter(&name, &[])),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn unknown_parameter(name: &str, known: &[&str]) -> ApiError {
     ApiError::bad_request(
         "unknown_parameter",
         name,
-        format!(
-            "unknown query parameter {name:?}; this route takes {}",
-            known.join(", ")
-        ),
+        if known.is_empty() {
+            format!("unknown query parameter {name:?}; this route takes no query parameters")
+        } else {
+            format!(
+                "unknown query parameter {name:?}; this route takes {}",
+                known.join(", ")
+            )
+        },
     )
 }
 

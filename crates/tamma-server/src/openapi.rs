@@ -228,7 +228,29 @@ pub fn openapi_document() -> Value {
     if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), node_paths()) {
         paths.extend(more);
     }
+    unsigned_formats(&mut doc);
     doc
+}
+
+/// utoipa writes a `u64` as `int64` with a minimum of 0, where the contract types (schemars) say
+/// `uint64`: one spelling for every unsigned 64-bit integer, so generated clients take positions up
+/// to `u64::MAX` everywhere, as the server does.
+fn unsigned_formats(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let unsigned = map.get("format").and_then(Value::as_str) == Some("int64")
+                && map
+                    .get("minimum")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|m| m >= 0.0);
+            if unsigned {
+                map.insert("format".into(), json!("uint64"));
+            }
+            map.values_mut().for_each(unsigned_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_formats),
+        _ => {}
+    }
 }
 
 /// `GET /v1/openapi.json`: [`openapi_document`], built once.
@@ -318,5 +340,20 @@ mod tests {
         assert!(doc["components"]["schemas"]["EventSource"].is_object());
         assert!(event["properties"]["id"].get("default").is_none());
         assert_eq!(doc, openapi_document(), "the document is deterministic");
+        // Positions are u64 on every route, spelled as the contract types spell them.
+        let schemas = &doc["components"]["schemas"];
+        for format in [
+            &schemas["SequencedEvent"]["properties"]["position"]["format"],
+            &schemas["AppendResponse"]["properties"]["lastPosition"]["format"],
+            &schemas["AppendCondition"]["properties"]["after"]["format"],
+            &schemas["ReadRequest"]["properties"]["from"]["format"],
+            &schemas["HeadResponse"]["properties"]["head"]["format"],
+        ] {
+            assert_eq!(format, "uint64");
+        }
+        assert!(
+            !doc.to_string().contains("\"int64\""),
+            "a u64 spelled int64"
+        );
     }
 }

@@ -736,10 +736,24 @@ async fn export(node: &Node, a: &ExportArgs) -> Outcome {
     };
     // The export is a snapshot: everything up to the head at the start, however long it takes.
     let head = node.head().await?;
+    let read = |from: u64| {
+        let body = json!({"query": query, "from": from, "limit": a.page});
+        async move { node.post_json("/v1/events/read", &body).await }
+    };
+    // The first page before any output: a query the node refuses leaves no half-written export.
+    let mut next = if head > 0 { Some(read(1).await?) } else { None };
+    // A file is written beside its final name and renamed when complete: a failed export leaves no
+    // file that looks like a whole one.
+    let mut partial = None;
     let sink: Box<dyn Write> = match &a.out {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| Failure::Usage(format!("cannot create {}: {e}", p.display())),
-        )?)),
+        Some(p) => {
+            let tmp = PartialFile::new(p);
+            let file = std::fs::File::create(&tmp.path).map_err(|e| {
+                Failure::Usage(format!("cannot create {}: {e}", tmp.path.display()))
+            })?;
+            partial = Some(tmp);
+            Box::new(std::io::BufWriter::new(file))
+        }
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let show_bar = std::io::stderr().is_terminal() && (a.out.is_some() || !stdout_is_tty());
@@ -780,15 +794,8 @@ async fn export(node: &Node, a: &ExportArgs) -> Outcome {
         }
         Format::Ndjson => plain = Some(sink),
     }
-    let mut from = 1u64;
     let mut written = 0u64;
-    while head > 0 && from <= head {
-        let page = node
-            .post_json(
-                "/v1/events/read",
-                &json!({"query": query, "from": from, "limit": a.page}),
-            )
-            .await?;
+    while let Some(page) = next.take() {
         let events = page["events"].as_array().cloned().unwrap_or_default();
         let Some(last) = events.last().and_then(|e| e["position"].as_u64()) else {
             break;
@@ -817,7 +824,9 @@ async fn export(node: &Node, a: &ExportArgs) -> Outcome {
             written += 1;
         }
         bar.set_position(last.min(head));
-        from = last + 1;
+        if last < head {
+            next = Some(read(last + 1).await?);
+        }
     }
     if let Some(mut w) = csv_writer {
         w.flush()?;
@@ -829,10 +838,53 @@ async fn export(node: &Node, a: &ExportArgs) -> Outcome {
         w.flush()?;
     }
     bar.finish_and_clear();
+    if let Some(tmp) = partial {
+        tmp.finish()?;
+    }
     if let Some(p) = &a.out {
         eprintln!("exported {written} events to {}", p.display());
     }
     Ok(())
+}
+
+/// An export file being written: `<name>.partial` beside its final name, renamed to it by
+/// [`finish`](Self::finish), removed when dropped unfinished (the export failed).
+struct PartialFile {
+    path: PathBuf,
+    target: PathBuf,
+    done: bool,
+}
+
+impl PartialFile {
+    fn new(target: &std::path::Path) -> Self {
+        let mut name = target.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        Self {
+            path: target.with_file_name(name),
+            target: target.to_owned(),
+            done: false,
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        std::fs::rename(&self.path, &self.target).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot rename {} to {}: {e}",
+                self.path.display(),
+                self.target.display()
+            )
+        })?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 #[cfg(test)]

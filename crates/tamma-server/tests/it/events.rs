@@ -443,6 +443,47 @@ async fn contract(store: Arc<dyn EventStore>) {
     assert_eq!(code(&a).1, "method_not_allowed");
     let a = s.get("/v1/events/read").await;
     assert_eq!(code(&a).0, 405);
+
+    // Routes without parameters refuse one rather than ignore it.
+    for path in ["/v1/events/head?limit=1", &format!("/v1/events/{id}?x=1")] {
+        let a = s.get(path).await;
+        assert_eq!(
+            code(&a),
+            (
+                400,
+                "unknown_parameter",
+                Some(path.split(['?', '=']).nth(1).unwrap())
+            ),
+            "{path}"
+        );
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("takes no query parameters")
+        );
+    }
+    let a = s.get("/v1/events/head?").await;
+    assert_eq!(code(&a).0, 200, "an empty query string is no parameter");
+    conforms(
+        &doc,
+        "get",
+        "/v1/events/head",
+        &s.get("/v1/events/head?dryRun").await,
+    );
+    let head_before_dry_runs = s.get("/v1/events/head").await.body["head"].clone();
+    for path in ["/v1/events?dryRun=true", "/v1/events/read?dryRun=true"] {
+        let a = s.post(path, &json!({"events": [{"type": "X"}]})).await;
+        assert_eq!(
+            code(&a),
+            (400, "unknown_parameter", Some("dryRun")),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        s.get("/v1/events/head").await.body["head"],
+        head_before_dry_runs
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -354,6 +354,81 @@ fn export_streams_every_event_page_by_page_in_each_format() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+#[test]
+fn a_failing_export_leaves_no_partial_output() {
+    let store = Arc::new(ReadFailsFrom(MemoryStore::new(), 301));
+    let node = Node::start(store);
+    node.append((0..500).map(|i| Event::new("A").data(json!(i))).collect());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // A query the node refuses: nothing on stdout, not even the opening bracket.
+    let o = node.events(d, &["export", "--query", r#"{"items": [{}]}"#], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o).1);
+    assert!(o.stdout.is_empty(), "{:?}", text(&o).0);
+    assert!(text(&o).1.contains("items[0]"), "{}", text(&o).1);
+
+    // A failure after the first page, into a file: no file, whole or partial, is left behind.
+    let out = d.join("all.json");
+    let o = node.events(
+        d,
+        &["export", "--page", "300", "--out", out.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o).1);
+    assert!(text(&o).1.contains("failing from 301"), "{}", text(&o).1);
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A store whose reads fail from position `.1` on, as a node losing its database halfway through.
+struct ReadFailsFrom(MemoryStore, u64);
+
+impl EventStore for ReadFailsFrom {
+    fn append(
+        &self,
+        events: Vec<Event>,
+        condition: Option<AppendCondition>,
+    ) -> futures::future::BoxFuture<'_, tamma_events::Result<AppendResult>> {
+        self.0.append(events, condition)
+    }
+    fn read(&self, query: Query, options: ReadOptions) -> EventStream {
+        if options.from.is_some_and(|f| f >= self.1) {
+            let at = self.1;
+            return Box::pin(futures::stream::once(async move {
+                Err(tamma_events::Error::unavailable(format!(
+                    "this test store is failing from {at}"
+                )))
+            }));
+        }
+        self.0.read(query, options)
+    }
+    fn get(
+        &self,
+        id: uuid::Uuid,
+    ) -> futures::future::BoxFuture<'_, tamma_events::Result<Option<SequencedEvent>>> {
+        self.0.get(id)
+    }
+    fn head(&self) -> futures::future::BoxFuture<'_, tamma_events::Result<u64>> {
+        self.0.head()
+    }
+    fn subscribe(&self, query: Query, after: u64) -> EventStream {
+        self.0.subscribe(query, after)
+    }
+    fn delete_before(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> futures::future::BoxFuture<'_, tamma_events::Result<u64>> {
+        self.0.delete_before(cutoff)
+    }
+    fn health(&self) -> futures::future::BoxFuture<'_, tamma_events::Result<StoreHealth>> {
+        self.0.health()
+    }
+}
+
 /// Starts `tamma events --url <node> <args>` in `dir`, its output piped.
 fn spawn_events(node: &Node, dir: &tempfile::TempDir, args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_tamma"))
