@@ -773,84 +773,70 @@ impl Writer {
         // (`SqliteOptions::group_wait`) instead of splitting them into two halves that take turns.
         let mut active = 0usize;
         let mut wait = GroupWait::new(group_wait);
-        while let Some(first) = next_request(rx) {
-            let mut batch = vec![first];
-            let mut n = batch_events(&batch[0]);
-            let deadline = Instant::now() + wait.budget;
-            let mut waited = false;
-            let mut all_back = true;
-            while n < max_events {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        n += batch_events(&r);
-                        batch.push(r);
+        // A request that ended a group (a deletion or a cursor), handled after that group's commit.
+        let mut carried = None;
+        loop {
+            let req = match carried.take() {
+                Some(req) => req,
+                None => match next_request(rx) {
+                    Some(req) => {
+                        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                        req
                     }
-                    Err(mpsc::TryRecvError::Empty) if batch.len() < active.min(GATHER_AT_MOST) => {
-                        if Instant::now() >= deadline {
-                            all_back = false;
-                            break;
-                        }
-                        waited = true;
-                        std::thread::yield_now();
-                    }
-                    Err(_) => break,
-                }
-            }
-            if waited {
-                wait.learn(all_back);
-            }
-            self.shared.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-            let mut group = Vec::new();
-            for req in batch {
-                match req {
-                    Request::Append {
+                    None => break,
+                },
+            };
+            match req {
+                Request::Append {
+                    payload,
+                    delay,
+                    reply,
+                } => {
+                    let first = Pending {
                         payload,
                         delay,
                         reply,
-                    } => {
-                        group.push(Pending {
-                            payload,
-                            delay,
-                            reply,
-                        });
-                    }
-                    Request::Delete { cutoff, reply } => {
-                        self.commit_group(std::mem::take(&mut group));
-                        let removed = self
-                            .delete_before(cutoff)
-                            .map_err(|e| store_error(&self.path, Arc::new(e)));
-                        self.note_syncs();
-                        let _ = reply.send(removed);
-                    }
-                    Request::Cursor {
-                        name,
-                        position,
-                        reply,
-                    } => {
-                        let saved = self
-                            .conn
-                            .prepare_cached(
-                                "INSERT INTO cursors (name, position) VALUES (?1, ?2)
-                                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                            )
-                            .and_then(|mut st| st.execute(rusqlite::params![name, position]));
-                        self.note_syncs();
-                        let _ = reply.send(
-                            saved
-                                .map(|_| ())
-                                .map_err(|e| store_error(&self.path, Arc::new(e))),
-                        );
-                    }
+                    };
+                    let gather = Gather {
+                        rx,
+                        max_events,
+                        expected: active.min(GATHER_AT_MOST),
+                        wait: &mut wait,
+                    };
+                    let (answered, ended_by) = self.commit_group(first, gather);
+                    carried = ended_by;
+                    active = answered + self.queued_during_commit;
+                }
+                Request::Delete { cutoff, reply } => {
+                    let removed = self
+                        .delete_before(cutoff)
+                        .map_err(|e| store_error(&self.path, Arc::new(e)));
+                    self.note_syncs();
+                    let _ = reply.send(removed);
+                }
+                Request::Cursor {
+                    name,
+                    position,
+                    reply,
+                } => {
+                    let saved = self
+                        .conn
+                        .prepare_cached(
+                            "INSERT INTO cursors (name, position) VALUES (?1, ?2)
+                             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                        )
+                        .and_then(|mut st| st.execute(rusqlite::params![name, position]));
+                    self.note_syncs();
+                    let _ = reply.send(
+                        saved
+                            .map(|_| ())
+                            .map_err(|e| store_error(&self.path, Arc::new(e))),
+                    );
                 }
             }
-            let answered = group.len();
-            self.queued_during_commit = 0;
-            self.commit_group(group);
-            active = answered + self.queued_during_commit;
         }
     }
 
-    /// Adds the WAL syncs this thread made since the last call to the store's count.
     fn note_syncs(&self) {
         let (n, took) = crate::wal_buffer::take_syncs();
         if n > 0 {
@@ -862,18 +848,28 @@ impl Writer {
         }
     }
 
-    /// Checks, writes and commits a group of appends in one transaction, then answers each.
-    fn commit_group(&mut self, group: Vec<Pending>) {
-        if group.is_empty() {
-            return;
-        }
+    /// Writes a group of appends in one transaction and one sync, then answers each; returns how many
+    /// appends it answered and the request that ended the group, if one did.
+    ///
+    /// The transaction starts with the first append, and each append that joins is checked as it
+    /// arrives: the group waits for appenders expected back (see [`Gather`]) while it works, not
+    /// before. Appends whose condition passes are collected and inserted together (one multi-row
+    /// statement per table for the whole group); each condition is checked against the stored events
+    /// and, in memory, against the collected appends before it. An append reusing an id of a collected
+    /// one, or whose condition hits a collected one, first has the collected appends written, so the
+    /// full check sees them.
+    fn commit_group(&mut self, first: Pending, gather: Gather<'_>) -> (usize, Option<Request>) {
         let started = Instant::now();
         let now = schema::micros(Utc::now()).max(self.last_recorded);
-        let written = self.write_group(&group, now);
+        let mut group = vec![first];
+        let mut results = vec![None];
+        let mut ended_by = None;
+        let written = self.write_group(&mut group, &mut results, &mut ended_by, gather, now);
         self.note_syncs();
         // Counted before anyone of this group is answered: these are other appenders, not ones of
         // this group already back.
         self.queued_during_commit = self.shared.queued.load(Ordering::Relaxed);
+        let answered = group.len();
         match written {
             Err(e) => {
                 let e = Arc::new(e);
@@ -886,7 +882,7 @@ impl Writer {
                         .send((Err(store_error(&self.path, e.clone())), p.payload));
                 }
             }
-            Ok((results, head, written)) => {
+            Ok((head, written)) => {
                 *self.shared.last_commit_error.lock() = None;
                 if written > 0 {
                     if let Some(c) = &self.checkpoints {
@@ -902,6 +898,12 @@ impl Writer {
                         .record(started.elapsed().as_secs_f64());
                 }
                 for (p, r) in group.into_iter().zip(results) {
+                    let r = r.unwrap_or_else(|| {
+                        Err(tamma_events::Error::backend(
+                            "the event store writer left an append unanswered",
+                            false,
+                        ))
+                    });
                     if let Err(e) = &r {
                         let reason = if e.code() == "append_condition_failed" {
                             "condition_failed"
@@ -915,86 +917,82 @@ impl Writer {
                 }
             }
         }
+        (answered, ended_by)
     }
 
-    /// Writes a group in one transaction. Appends whose condition passes are collected and inserted
-    /// together (one multi-row statement per table for the whole group); each condition is checked
-    /// against the stored events and, in memory, against the collected appends before it. An append
-    /// reusing an id of a collected one, or whose condition hits a collected one, first has the
-    /// collected appends written, so the full check sees them.
-    #[allow(clippy::type_complexity)]
+    /// The transaction of [`commit_group`](Self::commit_group): `group` holds the first append and
+    /// receives those that join; `results` gets an answer for each append it decides; `ended_by` the
+    /// request that ended the group. Returns the head after the group and the events written.
     fn write_group(
         &mut self,
-        group: &[Pending],
+        group: &mut Vec<Pending>,
+        results: &mut Vec<Option<tamma_events::Result<AppendResult>>>,
+        ended_by: &mut Option<Request>,
+        gather: Gather<'_>,
         now: i64,
-    ) -> rusqlite::Result<(Vec<tamma_events::Result<AppendResult>>, u64, u64)> {
+    ) -> rusqlite::Result<(u64, u64)> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut w = GroupWrite {
             tx: &tx,
-            group,
+            path: &self.path,
             now,
             stored: schema::head(&tx)?,
             collected: Vec::new(),
             collected_ids: HashSet::new(),
-            results: (0..group.len()).map(|_| None).collect(),
             written: 0,
         };
-        for (k, p) in group.iter().enumerate() {
-            if p.payload
-                .events
-                .iter()
-                .any(|e| w.collected_ids.contains(&e.id))
-            {
-                w.flush()?;
-            }
-            // The condition first: when it fails, the full check decides between a duplicate (answered
-            // with the original positions), a rejected id and the condition failure, in that order.
-            if let Some(c) = &p.payload.condition {
-                // A condition the database cannot run fails its own append, not the group: SQLite
-                // ends only the statement, the transaction goes on.
-                let mut hit = match condition_hit(&tx, c) {
-                    Ok(hit) => hit,
-                    Err(e) => {
-                        w.results[k] = Some(Err(store_error(&self.path, Arc::new(e))));
-                        continue;
+        w.take(group, results, 0)?;
+        let Gather {
+            rx,
+            max_events,
+            expected,
+            wait,
+        } = gather;
+        let mut n = group[0].payload.events.len();
+        let deadline = Instant::now() + wait.budget;
+        let (mut waited, mut all_back) = (false, true);
+        while n < max_events {
+            match rx.try_recv() {
+                Ok(Request::Append {
+                    payload,
+                    delay,
+                    reply,
+                }) => {
+                    self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                    n += payload.events.len();
+                    group.push(Pending {
+                        payload,
+                        delay,
+                        reply,
+                    });
+                    results.push(None);
+                    w.take(group, results, group.len() - 1)?;
+                }
+                Ok(other) => {
+                    self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                    *ended_by = Some(other);
+                    break;
+                }
+                Err(mpsc::TryRecvError::Empty) if group.len() < expected => {
+                    if Instant::now() >= deadline {
+                        all_back = false;
+                        break;
                     }
-                };
-                if hit.is_none() && w.collected_match(c) {
-                    w.flush()?;
-                    hit = condition_hit(&tx, c)?;
+                    waited = true;
+                    std::thread::yield_now();
                 }
-                if let Some(hit) = hit {
-                    w.results[k] = Some(check(&tx, p)?.unwrap_or(Err(
-                        tamma_events::Error::AppendConditionFailed { position: hit },
-                    )));
-                    continue;
-                }
+                Err(_) => break,
             }
-            if let Some(d) = p.delay {
-                std::thread::sleep(d);
-            }
-            w.collected_ids
-                .extend(p.payload.events.iter().map(|e| e.id));
-            w.collected.push(k);
         }
-        w.flush()?;
+        if waited {
+            wait.learn(all_back);
+        }
+        w.flush(group, results)?;
         let (head, written) = (w.stored, w.written);
-        let results = w
-            .results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(tamma_events::Error::backend(
-                        "the event store writer left an append unanswered",
-                        false,
-                    ))
-                })
-            })
-            .collect();
         tx.commit()?;
-        Ok((results, head, written))
+        Ok((head, written))
     }
 
     fn delete_before(&mut self, cutoff: i64) -> rusqlite::Result<u64> {
@@ -1029,29 +1027,84 @@ impl Writer {
     }
 }
 
-/// One group commit in progress: appends checked and collected, not yet inserted.
+/// What a group waits for: appends from `rx` until it carries `max_events`, waiting (up to the budget
+/// of `wait`) while it holds fewer than `expected` appends, the appenders answered by the last commit.
+struct Gather<'a> {
+    rx: &'a mpsc::Receiver<Request>,
+    max_events: usize,
+    expected: usize,
+    wait: &'a mut GroupWait,
+}
+
+/// The state of a group's transaction. The group's appends are passed in by index: the group grows
+/// while the transaction runs.
 struct GroupWrite<'a> {
     tx: &'a Connection,
-    group: &'a [Pending],
+    /// The database file (named in errors).
+    path: &'a Path,
     now: i64,
     /// The last position inserted in this transaction (or before it).
     stored: u64,
-    /// Indices in `group` of the appends collected for insertion, in order; they take the positions
+    /// Indices in the group of the appends collected for insertion, in order; they take the positions
     /// after `stored`.
     collected: Vec<usize>,
     collected_ids: HashSet<Uuid>,
-    results: Vec<Option<tamma_events::Result<AppendResult>>>,
     written: u64,
 }
 
+type Answers = Vec<Option<tamma_events::Result<AppendResult>>>;
+
 impl GroupWrite<'_> {
+    /// Takes append `k` of `group` into the transaction: answers it when its condition fails or it
+    /// repeats stored events, else collects it for insertion.
+    fn take(&mut self, group: &[Pending], results: &mut Answers, k: usize) -> rusqlite::Result<()> {
+        let p = &group[k];
+        if p.payload
+            .events
+            .iter()
+            .any(|e| self.collected_ids.contains(&e.id))
+        {
+            self.flush(group, results)?;
+        }
+        // The condition first: when it fails, the full check decides between a duplicate (answered
+        // with the original positions), a rejected id and the condition failure, in that order.
+        if let Some(c) = &p.payload.condition {
+            // A condition the database cannot run fails its own append, not the group: SQLite ends
+            // only the statement, the transaction goes on.
+            let mut hit = match condition_hit(self.tx, c) {
+                Ok(hit) => hit,
+                Err(e) => {
+                    results[k] = Some(Err(store_error(self.path, Arc::new(e))));
+                    return Ok(());
+                }
+            };
+            if hit.is_none() && self.collected_match(group, c) {
+                self.flush(group, results)?;
+                hit = condition_hit(self.tx, c)?;
+            }
+            if let Some(hit) = hit {
+                results[k] = Some(check(self.tx, p)?.unwrap_or(Err(
+                    tamma_events::Error::AppendConditionFailed { position: hit },
+                )));
+                return Ok(());
+            }
+        }
+        if let Some(d) = p.delay {
+            std::thread::sleep(d);
+        }
+        self.collected_ids
+            .extend(p.payload.events.iter().map(|e| e.id));
+        self.collected.push(k);
+        Ok(())
+    }
+
     /// Whether an event of the collected appends at a position after the condition's `after` matches
     /// its query.
-    fn collected_match(&self, c: &AppendCondition) -> bool {
+    fn collected_match(&self, group: &[Pending], c: &AppendCondition) -> bool {
         let after = c.after.unwrap_or(0);
         let mut pos = self.stored;
         self.collected.iter().any(|&k| {
-            self.group[k].payload.events.iter().any(|e| {
+            group[k].payload.events.iter().any(|e| {
                 pos += 1;
                 pos > after && c.fail_if_events_match.matches(e)
             })
@@ -1066,7 +1119,7 @@ impl GroupWrite<'_> {
     /// `stored`), not by a savepoint: while a savepoint is open SQLite copies every page the statements
     /// change into its sub-journal first, which cost the writer about 6% of its time in groups of 16
     /// one-event appends, to undo an insert that almost never needs undoing.
-    fn flush(&mut self) -> rusqlite::Result<()> {
+    fn flush(&mut self, group: &[Pending], results: &mut Answers) -> rusqlite::Result<()> {
         if self.collected.is_empty() {
             return Ok(());
         }
@@ -1074,28 +1127,28 @@ impl GroupWrite<'_> {
         self.collected_ids.clear();
         let encoded: Vec<&Encoded> = collected
             .iter()
-            .map(|&k| &self.group[k].payload.encoded)
+            .map(|&k| &group[k].payload.encoded)
             .collect();
         let total: usize = encoded.iter().map(|e| e.len()).sum();
         if collected.len() > 1 {
             if insert_events(self.tx, &encoded, self.stored, self.now)? == total {
                 let events: Vec<&[Event]> = collected
                     .iter()
-                    .map(|&k| &self.group[k].payload.events[..])
+                    .map(|&k| &group[k].payload.events[..])
                     .collect();
                 insert_runs(self.tx, &events, self.stored)?;
                 for (&k, e) in collected.iter().zip(&encoded) {
-                    self.accept(k, e.len());
+                    self.accept(results, k, e.len());
                 }
                 return Ok(());
             }
             self.undo_short_insert()?;
         }
         for (&k, encoded) in collected.iter().zip(encoded) {
-            let p = &self.group[k];
+            let p = &group[k];
             if insert_events(self.tx, &[encoded], self.stored, self.now)? < encoded.len() {
                 self.undo_short_insert()?;
-                self.results[k] = Some(check(self.tx, p)?.unwrap_or_else(|| {
+                results[k] = Some(check(self.tx, p)?.unwrap_or_else(|| {
                     Err(tamma_events::Error::backend(
                         "an event id conflicted on insert but is not stored",
                         false,
@@ -1104,7 +1157,7 @@ impl GroupWrite<'_> {
                 continue;
             }
             insert_runs(self.tx, &[&p.payload.events[..]], self.stored)?;
-            self.accept(k, encoded.len());
+            self.accept(results, k, encoded.len());
         }
         Ok(())
     }
@@ -1118,21 +1171,14 @@ impl GroupWrite<'_> {
     }
 
     /// Answers append `k`, written at the `n` positions after `stored`.
-    fn accept(&mut self, k: usize, n: usize) {
+    fn accept(&mut self, results: &mut Answers, k: usize, n: usize) {
         let positions: Vec<u64> = (self.stored + 1..=self.stored + n as u64).collect();
         self.stored += n as u64;
         self.written += n as u64;
-        self.results[k] = Some(Ok(AppendResult {
+        results[k] = Some(Ok(AppendResult {
             positions,
             duplicate: false,
         }));
-    }
-}
-
-fn batch_events(r: &Request) -> usize {
-    match r {
-        Request::Append { payload, .. } => payload.encoded.len(),
-        Request::Delete { .. } | Request::Cursor { .. } => 1,
     }
 }
 
