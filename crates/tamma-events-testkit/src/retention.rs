@@ -68,7 +68,10 @@ pub async fn retention_removes_exactly_a_prefix(store: &dyn EventStore) {
             .await
             .is_empty()
     );
-    assert_eq!(put(store, vec![Event::new("D")]).await, vec![7]);
+    assert_eq!(
+        put(store, vec![Event::new("D"), Event::new("E")]).await,
+        vec![7, 8]
+    );
     let mut sub = store.subscribe(Query::all(), 0);
     let next = tokio::time::timeout(Duration::from_secs(20), sub.next())
         .await
