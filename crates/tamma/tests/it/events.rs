@@ -356,7 +356,10 @@ fn export_streams_every_event_page_by_page_in_each_format() {
 
 #[test]
 fn a_failing_export_leaves_no_partial_output() {
-    let store = Arc::new(ReadFailsFrom(MemoryStore::new(), 301));
+    let store = Arc::new(Faulty {
+        reads_fail_from: Some(301),
+        ..Faulty::new()
+    });
     let node = Node::start(store);
     node.append((0..500).map(|i| Event::new("A").data(json!(i))).collect());
     let dir = tempfile::tempdir().unwrap();
@@ -384,51 +387,6 @@ fn a_failing_export_leaves_no_partial_output() {
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// A store whose reads fail from position `.1` on, as a node losing its database halfway through.
-struct ReadFailsFrom(MemoryStore, u64);
-
-impl EventStore for ReadFailsFrom {
-    fn append(
-        &self,
-        events: Vec<Event>,
-        condition: Option<AppendCondition>,
-    ) -> futures::future::BoxFuture<'_, tamma_events::Result<AppendResult>> {
-        self.0.append(events, condition)
-    }
-    fn read(&self, query: Query, options: ReadOptions) -> EventStream {
-        if options.from.is_some_and(|f| f >= self.1) {
-            let at = self.1;
-            return Box::pin(futures::stream::once(async move {
-                Err(tamma_events::Error::unavailable(format!(
-                    "this test store is failing from {at}"
-                )))
-            }));
-        }
-        self.0.read(query, options)
-    }
-    fn get(
-        &self,
-        id: uuid::Uuid,
-    ) -> futures::future::BoxFuture<'_, tamma_events::Result<Option<SequencedEvent>>> {
-        self.0.get(id)
-    }
-    fn head(&self) -> futures::future::BoxFuture<'_, tamma_events::Result<u64>> {
-        self.0.head()
-    }
-    fn subscribe(&self, query: Query, after: u64) -> EventStream {
-        self.0.subscribe(query, after)
-    }
-    fn delete_before(
-        &self,
-        cutoff: chrono::DateTime<chrono::Utc>,
-    ) -> futures::future::BoxFuture<'_, tamma_events::Result<u64>> {
-        self.0.delete_before(cutoff)
-    }
-    fn health(&self) -> futures::future::BoxFuture<'_, tamma_events::Result<StoreHealth>> {
-        self.0.health()
-    }
-}
-
 /// Starts `tamma events --url <node> <args>` in `dir`, its output piped.
 fn spawn_events(node: &Node, dir: &tempfile::TempDir, args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_tamma"))
@@ -443,33 +401,60 @@ fn spawn_events(node: &Node, dir: &tempfile::TempDir, args: &[&str]) -> std::pro
         .unwrap()
 }
 
-/// A store whose subscriptions end with "lagged" after two events, as a slow subscriber's would: the
-/// node sends an `event: error` message and closes the stream, and the client must resume. With
-/// `refuse`, every subscription ends at once with an invalid-query error instead.
-struct Laggy(MemoryStore, bool);
+/// A memory store that fails as a test asks.
+struct Faulty {
+    inner: MemoryStore,
+    /// Subscriptions end with "lagged" after two events, as a slow subscriber's would: the node sends an
+    /// `event: error` message and closes the stream, and the client must resume.
+    lagging: bool,
+    /// Every subscription ends at once with an invalid-query error.
+    refusing: bool,
+    /// Reads from this position on fail, as a node losing its database halfway through an export.
+    reads_fail_from: Option<u64>,
+}
 
-impl EventStore for Laggy {
+impl Faulty {
+    fn new() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            lagging: false,
+            refusing: false,
+            reads_fail_from: None,
+        }
+    }
+}
+
+impl EventStore for Faulty {
     fn append(
         &self,
         events: Vec<Event>,
         condition: Option<AppendCondition>,
     ) -> futures::future::BoxFuture<'_, tamma_events::Result<AppendResult>> {
-        self.0.append(events, condition)
+        self.inner.append(events, condition)
     }
     fn read(&self, query: Query, options: ReadOptions) -> EventStream {
-        self.0.read(query, options)
+        if let Some(at) = self.reads_fail_from
+            && options.from.is_some_and(|f| f >= at)
+        {
+            return Box::pin(futures::stream::once(async move {
+                Err(tamma_events::Error::unavailable(format!(
+                    "this test store is failing from {at}"
+                )))
+            }));
+        }
+        self.inner.read(query, options)
     }
     fn get(
         &self,
         id: uuid::Uuid,
     ) -> futures::future::BoxFuture<'_, tamma_events::Result<Option<SequencedEvent>>> {
-        self.0.get(id)
+        self.inner.get(id)
     }
     fn head(&self) -> futures::future::BoxFuture<'_, tamma_events::Result<u64>> {
-        self.0.head()
+        self.inner.head()
     }
     fn subscribe(&self, query: Query, after: u64) -> EventStream {
-        if self.1 {
+        if self.refusing {
             return Box::pin(futures::stream::once(async {
                 Err(tamma_events::Error::invalid_query(
                     "query.items[0].tags",
@@ -477,27 +462,33 @@ impl EventStore for Laggy {
                 ))
             }));
         }
+        if !self.lagging {
+            return self.inner.subscribe(query, after);
+        }
         let lagged = futures::stream::once(async move {
             Err(tamma_events::Error::SubscriptionLagged {
                 last_position: after + 2,
             })
         });
-        Box::pin(self.0.subscribe(query, after).take(2).chain(lagged))
+        Box::pin(self.inner.subscribe(query, after).take(2).chain(lagged))
     }
     fn delete_before(
         &self,
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> futures::future::BoxFuture<'_, tamma_events::Result<u64>> {
-        self.0.delete_before(cutoff)
+        self.inner.delete_before(cutoff)
     }
     fn health(&self) -> futures::future::BoxFuture<'_, tamma_events::Result<StoreHealth>> {
-        self.0.health()
+        self.inner.health()
     }
 }
 
 #[test]
 fn tail_follows_live_appends_and_resumes_after_the_stream_ends() {
-    let node = Node::start(Arc::new(Laggy(MemoryStore::new(), false)));
+    let node = Node::start(Arc::new(Faulty {
+        lagging: true,
+        ..Faulty::new()
+    }));
     node.append(vec![Event::new("PRE"), Event::new("PRE")]);
     let dir = tempfile::tempdir().unwrap();
     let child = spawn_events(&node, &dir, &["tail", "--after", "0", "--count", "12"]);
@@ -524,7 +515,10 @@ fn tail_follows_live_appends_and_resumes_after_the_stream_ends() {
 /// node's reason and exit code 1 instead of reconnecting forever.
 #[test]
 fn tail_stops_when_the_node_refuses_its_query() {
-    let node = Node::start(Arc::new(Laggy(MemoryStore::new(), true)));
+    let node = Node::start(Arc::new(Faulty {
+        refusing: true,
+        ..Faulty::new()
+    }));
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_events(&node, &dir, &["tail", "--after", "0"]);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
