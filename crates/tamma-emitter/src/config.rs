@@ -35,7 +35,8 @@ pub struct EmitterConfig {
     /// store's database.
     #[schemars(extend("x-tamma-restart" = true))]
     pub routes: Vec<RouteConfig>,
-    /// The durable spool of worker mode and its forwarder.
+    /// The durable spool of a worker process and its forwarder (`Spool`, `Forwarder`); `tamma serve`
+    /// does not open them yet, in any mode.
     #[schemars(extend("x-tamma-restart" = true))]
     pub spool: SpoolConfig,
     /// How often the retention job applies `events.retentionDays` (first run at start).

@@ -13,13 +13,17 @@ use crate::Limits;
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Most events the emitter gathers before it flushes them to the store.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub batch_size: u32,
     /// Longest time (ms, or `"1s"`) an emitted event waits in the emitter before it is flushed.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub flush_interval: DurationMs,
     /// Days to keep events; 0 keeps them forever. Retention removes a prefix of the log, and removed
     /// events no longer count for append conditions.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub retention_days: u32,
     /// Largest event accepted, counted as the length of its JSON encoding (`"1MiB"`).
+    #[schemars(extend("x-tamma-restart" = true))]
     pub max_event_size: ByteSize,
     /// Where events are stored.
     #[schemars(extend("x-tamma-restart" = true))]
@@ -267,7 +271,16 @@ mod tests {
     #[test]
     fn schema_marks_storage_restart() {
         let s = serde_json::to_value(schemars::schema_for!(EventsConfig)).unwrap();
-        assert_eq!(s["properties"]["storage"]["x-tamma-restart"], true);
+        // The store, the emitter, the retention job and the HTTP limits are built once, at start.
+        for key in [
+            "storage",
+            "batchSize",
+            "flushInterval",
+            "retentionDays",
+            "maxEventSize",
+        ] {
+            assert_eq!(s["properties"][key]["x-tamma-restart"], true, "{key}");
+        }
         assert!(
             s["properties"]["batchSize"]["description"]
                 .as_str()

@@ -192,6 +192,16 @@ impl Node {
                 }
             })?);
         }
+        {
+            // Redaction is the one emitter setting applied live: new rules for the events emitted
+            // from now on (`emitter.redaction`; the schema marks the others restart-only).
+            let (c, emitter) = (config.clone(), emitter.clone());
+            watchers.push(config.watch("emitter.redaction", move |_| {
+                if let Err(e) = emitter.reload_redaction(&c.current().emitter.redaction) {
+                    tracing::error!(error = %e, "new redaction rules could not be applied; the old ones stay");
+                }
+            })?);
+        }
         let audit = Audit::new(Arc::clone(&store), node_name(&cfg));
         {
             let audit = audit.clone();

@@ -199,3 +199,82 @@ fn a_breaker_forced_open_escalates_into_the_audit_trail_and_degrades_readiness()
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn new_redaction_rules_apply_on_reload_and_event_settings_wait_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("tamma.toml");
+    let good = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[monitoring.healthChecks]\ninterval = 1000\ntimeout = 500\nfreshMinInterval = 0\n"
+    );
+    std::fs::write(&config, &good).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the node", 60, || {
+        reqwest::blocking::get(format!("{base}/health/live")).is_ok_and(|r| r.status().is_success())
+    });
+    let fetch = |t: &str| -> serde_json::Value {
+        reqwest::blocking::get(format!("{base}/v1/events?type={t}"))
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+
+    // A rule hiding breaker names in emitted events, and a smaller event limit, in one save.
+    std::fs::write(
+        &config,
+        format!(
+            "{good}[events]\nmaxEventSize = \"2KiB\"\n[[emitter.redaction.patterns]]\nfield = \"data\"\nregex = \"events\\\\.forward\"\nreplacement = \"[BREAKER]\"\n"
+        ),
+    )
+    .unwrap();
+    wait_until("the reload event", 20, || {
+        !fetch("CONFIG.RELOADED")["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let reloaded = &fetch("CONFIG.RELOADED")["events"][0]["event"]["data"];
+    assert_eq!(
+        reloaded["restartRequired"],
+        serde_json::json!(["events.maxEventSize"]),
+        "{reloaded}"
+    );
+    // The limit in force is still the one the node started with.
+    let client = reqwest::blocking::Client::new();
+    let big = serde_json::json!({"events": [{"type": "BIG", "data": "x".repeat(5000)}]});
+    let r = client
+        .post(format!("{base}/v1/events"))
+        .json(&big)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The redaction rule applies to the next emitted event: an escalation naming the breaker.
+    let snap: serde_json::Value = client
+        .post(format!("{base}/v1/breakers/events.forward/isolate"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(snap["state"], "isolated", "{snap}");
+    wait_until("the escalation event", 20, || {
+        !fetch("ESCALATION.RAISED")["events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let esc = fetch("ESCALATION.RAISED")["events"][0]["event"]["data"].to_string();
+    assert!(esc.contains("[BREAKER]"), "{esc}");
+    assert!(!esc.contains("events.forward"), "{esc}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
