@@ -29,16 +29,21 @@ pub struct HealthChecksConfig {
     #[schemars(extend("x-tamma-restart" = true))]
     pub ready_endpoint: String,
     /// Default time between two runs of a check (milliseconds, or a string such as `"30s"`).
+    #[schemars(extend("x-tamma-restart" = true))]
     pub interval: DurationMs,
     /// Default time a check may take before it counts as unhealthy; must be less than `interval`.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub timeout: DurationMs,
     /// Least time between two forced runs (`?fresh=true`); a forced request inside this window is
     /// served from the cache.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub fresh_min_interval: DurationMs,
     /// Add the built-in `memory`, `cpu` and `disk` (of the data directory) checks, each unless a check
     /// of that type is configured in `checks`.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub system_checks: bool,
     /// Configured checks, in addition to the ones the runtime registers in code.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub checks: Vec<CheckDefinition>,
 }
 

@@ -120,6 +120,7 @@ impl Mode {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct MonitoringConfig {
     /// Master switch: when false, neither metrics nor health endpoints are served (liveness stays).
+    #[schemars(extend("x-tamma-restart" = true))]
     pub enabled: bool,
     /// Metrics.
     pub metrics: tamma_telemetry::MetricsConfig,

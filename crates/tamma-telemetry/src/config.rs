@@ -123,9 +123,11 @@ pub struct LoggingConfig {
     /// `tamma_server::auth=trace`. They override `level` for the targets they name. Changes at runtime.
     pub directives: Vec<String>,
     /// The default format of outputs that do not set their own.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub format: Format,
     /// Where lines go: a list of `{type, config}` objects (`stdout`, `stderr`, `file`, `http`,
-    /// `syslog`). The set of outputs needs a restart; their levels change at runtime.
+    /// `syslog`). Any change here, an output's `level` included, needs a restart (a program embedding
+    /// the telemetry can change output levels with `TelemetryHandle::set_output_level`).
     #[schemars(extend("x-tamma-restart" = true))]
     pub outputs: Vec<OutputConfig>,
     /// When `true` (the default), event fields go to `meta` in JSON lines. When `false`, they are also
@@ -135,6 +137,7 @@ pub struct LoggingConfig {
     /// Redaction of secrets before anything is written.
     pub redaction: RedactionConfig,
     /// Default rotation of `file` outputs that do not set their own `maxSize`/`maxFiles`/`compress`.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub rotation: RotationConfig,
 }
 
@@ -579,8 +582,10 @@ pub struct MetricsConfig {
     #[schemars(extend("x-tamma-restart" = true))]
     pub endpoint: String,
     /// How often periodic gauges (process stats) are refreshed.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub interval: DurationMs,
     /// The format served at `endpoint`.
+    #[schemars(extend("x-tamma-restart" = true))]
     pub format: MetricsFormat,
     /// Labels added to every series (e.g. `{"region": "eu-1"}`).
     #[schemars(extend("x-tamma-restart" = true))]
