@@ -667,26 +667,43 @@ impl<T: ConfigRoot> ConfigManager<T> {
         let merged = merge(inputs, &self.inner.schema, defaults);
         let (mut raw, mut prov) = (merged.tree, merged.prov);
         let mut restart_required = Vec::new();
-        for segs in &self.inner.restart_paths {
-            let before = tree::get(&old.raw, segs);
-            if tree::get(&raw, segs) != before {
-                let path = format_path(segs, Some(&raw));
-                if let Some(before) = before {
-                    tree::replace(&mut raw, segs, before.clone());
-                }
-                prov.copy_from(&old.provenance, &path);
-                restart_required.push(path);
-            }
-        }
-        let result = finish(
-            raw,
-            prov,
-            merged.warnings,
-            merged.problems,
+        // The config as written is validated first, restart-only keys included: a bad value there is
+        // refused like any other (it would stop the node at its next start), not reported as waiting
+        // for a restart.
+        let as_written = finish(
+            raw.clone(),
+            prov.clone(),
+            Vec::new(),
+            merged.problems.clone(),
             &self.inner.schema,
             &validators,
             generation,
         );
+        let result = match as_written {
+            Err(e) => Err(e),
+            Ok(_) => {
+                for segs in &self.inner.restart_paths {
+                    let before = tree::get(&old.raw, segs);
+                    if tree::get(&raw, segs) != before {
+                        let path = format_path(segs, Some(&raw));
+                        if let Some(before) = before {
+                            tree::replace(&mut raw, segs, before.clone());
+                        }
+                        prov.copy_from(&old.provenance, &path);
+                        restart_required.push(path);
+                    }
+                }
+                finish(
+                    raw,
+                    prov,
+                    merged.warnings,
+                    merged.problems,
+                    &self.inner.schema,
+                    &validators,
+                    generation,
+                )
+            }
+        };
         let snapshot = match result {
             Ok(s) => s,
             Err(e) => {

@@ -16,7 +16,8 @@ use crate::checker::{LIVE, READY};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct HealthChecksConfig {
-    /// Serve the health endpoints and run the checks. When false the endpoints answer 404.
+    /// Serve the health endpoints and run the checks. When false the full report and readiness endpoints
+    /// answer 404; liveness still answers `ok`.
     #[schemars(extend("x-tamma-restart" = true))]
     pub enabled: bool,
     /// Path of the full report in the `application/health+json` format.

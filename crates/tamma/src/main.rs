@@ -105,10 +105,39 @@ struct HealthArgs {
     live: bool,
 }
 
+/// `println!` to stdout that fails (`?`) instead of panicking when the reader went away
+/// (`tamma config show | head`); [`main`] ends such a run quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// `print!` to stdout, failing like [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        write!(stdout, $($arg)*)?;
+        stdout.flush()?
+    }};
+}
+
+/// Whether `e` is a write to a pipe whose reader is gone.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader of our output went away (`| head`): its business, not an error.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -180,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     || "defaults and environment".to_owned(),
                     |f| f.display().to_string(),
                 );
-                println!("configuration is valid ({origin})");
+                outln!("configuration is valid ({origin})");
                 Ok(ExitCode::SUCCESS)
             }
             Err(code) => Ok(code),
@@ -191,7 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&tamma_runtime::config_document(&c))?
                 );
@@ -199,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let entries = c.current().entries();
                 let width = entries.iter().map(|e| e.path.len()).max().unwrap_or(0);
                 for e in entries {
-                    println!(
+                    outln!(
                         "{:width$} = {:<30} # {}",
                         e.path,
                         e.value.to_string(),
@@ -212,12 +241,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Schema) => {
             // The schema does not depend on the values: no config is loaded.
             let _ = env;
-            println!("{}", serde_json::to_string_pretty(&schemars_schema())?);
+            outln!("{}", serde_json::to_string_pretty(&schemars_schema())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Docs) => {
             let defaults = serde_json::to_value(TammaConfig::default())?;
-            print!(
+            out!(
                 "{}",
                 tamma_config::reference_markdown(&schemars_schema(), &defaults)
             );
@@ -230,7 +259,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             match c.get(&path)? {
                 Some(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    outln!("{}", serde_json::to_string_pretty(&v)?);
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {
@@ -345,11 +374,11 @@ fn health(g: &Global, env: Env, args: &HealthArgs) -> anyhow::Result<ExitCode> {
                 "NOT healthy"
             };
             if tty {
-                println!("{url}: {verdict} (HTTP {})", status.as_u16());
+                outln!("{url}: {verdict} (HTTP {})", status.as_u16());
             } else {
-                println!("{verdict} (HTTP {}) {url}", status.as_u16());
+                outln!("{verdict} (HTTP {}) {url}", status.as_u16());
             }
-            println!("{text}");
+            outln!("{text}");
             Ok(if status.is_success() {
                 ExitCode::SUCCESS
             } else {
@@ -357,7 +386,7 @@ fn health(g: &Global, env: Env, args: &HealthArgs) -> anyhow::Result<ExitCode> {
             })
         }
         Err(e) => {
-            println!("unreachable: {url}: {e}");
+            outln!("unreachable: {url}: {e}");
             Ok(ExitCode::from(1))
         }
     }

@@ -102,6 +102,31 @@ fn restart_required_fields_are_not_half_applied() {
 }
 
 #[test]
+fn a_bad_value_of_a_restart_only_key_is_refused_not_deferred() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tamma.toml");
+    std::fs::write(&path, "dataDir = \"/a\"\n").unwrap();
+    let c = ConfigManager::<Root>::builder()
+        .file(Some(path.clone()))
+        .build()
+        .unwrap();
+    // A wrong type for the restart-only key, beside a valid live change: the whole reload is refused,
+    // as it would be at the next start.
+    std::fs::write(&path, "dataDir = 5\n[logging]\nlevel = \"debug\"\n").unwrap();
+    let err = c.reload().unwrap_err().to_string();
+    assert!(err.contains("dataDir"), "{err}");
+    assert_eq!(c.current().logging.level, "info");
+    let status = c.reload_status();
+    assert_eq!(status.failures, 1);
+    assert!(status.restart_required.is_empty(), "{status:?}");
+    assert!(
+        status
+            .last_error
+            .is_some_and(|e| e.iter().any(|p| p.contains("dataDir")))
+    );
+}
+
+#[test]
 fn unsubscribe_by_drop_and_by_handle() {
     let c = ConfigManager::<Root>::builder().build().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));

@@ -213,3 +213,29 @@ fn docs_configuration_md_embeds_the_current_reference() {
         "docs/configuration.md is out of date: regenerate it with scripts/regen-config-docs.sh"
     );
 }
+
+#[test]
+fn output_cut_short_by_its_reader_ends_quietly() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    // The schema is about 100 KiB, more than a pipe holds, so the writer meets the closed pipe.
+    let args = ["config", "schema"];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then go away, as `| head -1` does.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{args:?}: {:?} {err}", o.status);
+    assert!(err.is_empty(), "{args:?}: {err}");
+}
