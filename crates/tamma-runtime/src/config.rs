@@ -42,10 +42,12 @@ pub struct TammaConfig {
     pub resilience: tamma_resilience::ResilienceConfig,
     /// The emitter: redaction, pending-work bounds, subscriptions, routes, the worker spool.
     pub emitter: tamma_emitter::EmitterConfig,
-    /// AI providers, kept as opaque tables for the orchestrator and worker.
-    pub providers: Vec<Map<String, Value>>,
-    /// Code platforms, kept as opaque tables for the orchestrator and worker.
-    pub platforms: Vec<Map<String, Value>>,
+    /// AI providers, kept as opaque tables for the orchestrator and worker. Values under keys naming
+    /// a credential (`apiKey`, `token`, `secret`, `password`…) print as `[REDACTED]`.
+    pub providers: Vec<OpaqueTable>,
+    /// Code platforms, kept as opaque tables for the orchestrator and worker. Values under keys naming
+    /// a credential print as `[REDACTED]`.
+    pub platforms: Vec<OpaqueTable>,
     /// Terminal output.
     pub console: ConsoleConfig,
 }
@@ -266,5 +268,86 @@ impl Validate for TammaConfig {
                 Some(_) => {}
             }
         }
+    }
+}
+
+/// A table kept as given (`providers`, `platforms`) until the orchestrator and worker give it a type.
+/// Wherever the config is shown (`tamma config show`, `/v1/config`, `Debug`), the value under any key that
+/// names a credential — one containing `key`, `secret`, `token`, `password`, `passwd`, `credential` or
+/// `auth`, in any case, `_` and `-` ignored — prints as `[REDACTED]`, at any depth. The table itself
+/// ([`OpaqueTable::expose`]) keeps the real values.
+#[derive(Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct OpaqueTable(Map<String, Value>);
+
+impl OpaqueTable {
+    /// The table with its real values, credentials included.
+    #[must_use]
+    pub fn expose(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The table as it may be shown: credentials replaced by `[REDACTED]`.
+    #[must_use]
+    pub fn redacted(&self) -> Value {
+        redact_credentials(&Value::Object(self.0.clone()))
+    }
+}
+
+impl From<Map<String, Value>> for OpaqueTable {
+    fn from(map: Map<String, Value>) -> Self {
+        Self(map)
+    }
+}
+
+impl Serialize for OpaqueTable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.redacted().serialize(s)
+    }
+}
+
+impl std::fmt::Debug for OpaqueTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.redacted())
+    }
+}
+
+/// Whether a key names a credential.
+fn names_credential(key: &str) -> bool {
+    let k: String = key
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    [
+        "key",
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "credential",
+        "auth",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+fn redact_credentials(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let shown = match v {
+                        Value::Null => Value::Null,
+                        Value::String(s) if s.is_empty() => v.clone(),
+                        _ if names_credential(k) => Value::String(tamma_core::REDACTED.to_owned()),
+                        _ => redact_credentials(v),
+                    };
+                    (k.clone(), shown)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact_credentials).collect()),
+        other => other.clone(),
     }
 }

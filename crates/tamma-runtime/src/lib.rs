@@ -28,7 +28,8 @@ mod store;
 
 pub use audit::{Audit, types as audit_types};
 pub use config::{
-    ColorMode, ConsoleConfig, Mode, MonitoringConfig, OrchestratorConfig, TammaConfig, WorkerConfig,
+    ColorMode, ConsoleConfig, Mode, MonitoringConfig, OpaqueTable, OrchestratorConfig, TammaConfig,
+    WorkerConfig,
 };
 pub use error::{Error, Result};
 pub use load::{ConfigArgs, SHORT_VARS, STANDARD_VARS, builder, schema};

@@ -109,9 +109,19 @@ fn show_prints_every_value_with_its_source_and_never_a_secret() {
                 "TAMMA_SECURITY__AUTHENTICATION__OAUTH__PROVIDERS",
                 r#"[{"name":"gh","clientSecret":"oauth-secret-value"}]"#,
             ),
+            (
+                "TAMMA_PROVIDERS",
+                r#"[{"name":"openai","model":"gpt-x","apiKey":"sk-provider-secret","auth":{"access_token":"tok-secret"}}]"#,
+            ),
         ],
     );
     let (out, err) = text(&o);
+    // Credentials inside the opaque provider tables are redacted too; the rest shows.
+    assert!(out.contains("gpt-x"), "{out}");
+    assert!(
+        !out.contains("sk-provider-secret") && !out.contains("tok-secret"),
+        "{out}"
+    );
     assert_eq!(o.status.code(), Some(0), "{err}");
     let line = |p: &str| {
         out.lines()
