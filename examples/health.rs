@@ -1,5 +1,6 @@
 //! A health checker with a custom check, the built-in system checks and an HTTP check from config,
-//! printed as `application/health+json`.
+//! printed as `application/health+json`. The HTTP check points at a closed port on purpose: it fails,
+//! and being non-critical it only makes the overall status `warn` (still HTTP 200).
 //!
 //! Run with `cargo run -p tamma-examples --example health`.
 

@@ -1,8 +1,8 @@
 //! A flaky service call wrapped in retry and a circuit breaker, configured like the `resilience`
 //! section of the config file: transient errors are retried with backoff, a rate limit's
-//! Retry-After is honoured, a sustained outage opens the breaker (calls then fail fast, saying when
-//! the next trial is), the health check turns degraded, and the breaker closes once the service is
-//! back.
+//! Retry-After is honoured, an outage opens the breaker — the failures of the earlier calls count in
+//! its window too, so the first outage call already tips it — (calls then fail fast, saying when the
+//! next trial is), the health check turns degraded, and the breaker closes once the service is back.
 //!
 //! Run with `cargo run -p tamma-examples --example resilience`.
 

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::config::EmitterConfig;
 use crate::error::Result;
 
-/// Removes events older than `events.retentionDays` (a prefix of the log, see `DCB.md`: removed history
+/// Removes events older than `events.retentionDays` (a prefix of the log, see `docs/dcb.md`: removed history
 /// no longer counts for append conditions) once at start and then every `emitter.retentionInterval`.
 /// Logs each run; the backends count removed events in `tamma_events_retention_removed_total`.
 ///

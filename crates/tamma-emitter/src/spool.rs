@@ -92,7 +92,7 @@ struct Shared {
     acked: AtomicU64,
 }
 
-/// Ships the spool to a remote store's `POST /v1/events` (`{"events": [...]}`, DCB.md's wire contract) in
+/// Ships the spool to a remote store's `POST /v1/events` (`{"events": [...]}`, the wire contract of docs/dcb.md) in
 /// fixed batches: the batch's last position is saved in the spool before its first send, and after a
 /// crash the same events are sent again, identically, until the remote acknowledges them. The remote's
 /// idempotency by event id turns this at-least-once shipping into exactly-once storage.

@@ -7,8 +7,9 @@
 //!   cover all of them, each checked in order (conditions see the earlier appends of the same batch) and
 //!   answered on its own; a failed condition fails only its own append.
 //! - Positions are the table's rowid, assigned by the single writer: gapless and in commit order.
-//! - Tags live in their own `(tag, position)` B-tree, so a tag query scans only matching entries and stops
-//!   at its limit. Reads use their own connections and never block the writer.
+//! - Tags and types are indexed by runs `(key, first, last)`, so events written together that share a key
+//!   take one index row; a query walks the runs of its key in order and stops at its limit. Reads use
+//!   their own connections and never block the writer.
 //! - SQLite BUSY/LOCKED (another process holding the lock past the busy timeout) is a transient error.
 //! - A background thread copies committed WAL pages into the database file (a passive checkpoint), so
 //!   the writer's own checkpoint finds little left to copy; the writer's WAL writes go out as one

@@ -1,6 +1,6 @@
 //! The conformance suite of the Tamma event store: every backend runs it, one named test per behaviour.
 //!
-//! Each behaviour of the contract (`DCB.md`) is one `pub async fn` here, taking the store under test
+//! Each behaviour of the contract (`docs/dcb.md`) is one `pub async fn` here, taking the store under test
 //! (`&dyn EventStore`, or `Arc<dyn EventStore>` when it spawns tasks) or a [`StoreFactory`] when it needs
 //! test hooks (the slow-commit case). [`conformance_tests!`] stamps one `#[tokio::test]` per behaviour
 //! into a module named after the backend, each on a fresh, empty store from the factory.

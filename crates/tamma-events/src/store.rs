@@ -200,7 +200,7 @@ impl fmt::Debug for StoreHooks {
 
 /// A DCB event store. Object safe: hold it as `Arc<dyn EventStore>` and choose the backend at runtime.
 ///
-/// The contract (`DCB.md`), which the `tamma-events-testkit` conformance suite checks for every backend:
+/// The contract (`docs/dcb.md`), which the `tamma-events-testkit` conformance suite checks for every backend:
 /// - positions start at 1 and are unique, gapless and in commit order; [`head`](Self::head) is the highest;
 /// - [`append`](Self::append) is atomic, checks its condition linearizably against every stored event, and
 ///   is idempotent by event id (a retry of the same events returns the original positions);

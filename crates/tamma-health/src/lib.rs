@@ -2,8 +2,7 @@
 //!
 //! `tamma-health` owns the [`HealthChecker`]: checks registered at runtime ([`HealthChecker::add_check`],
 //! [`HealthChecker::remove_check`]) run concurrently, each under its timeout, on their own interval in
-//! the background; their results are cached, so the HTTP endpoints (in `tamma-server`, which alone
-//! knows axum) serve the cache and a probe storm never multiplies the work. Checks belong to groups:
+//! the background; their results are cached, so the HTTP endpoints (in `tamma-server`) serve the cache and a probe storm never multiplies the work. Checks belong to groups:
 //! [`LIVE`] (the process itself), [`READY`] (dependencies and resources) and custom ones.
 //! The overall status is unhealthy when a critical check fails and degraded when any other check is
 //! not healthy ([`aggregate`]). A [`HealthReport`] serializes to the seed's shape and renders to

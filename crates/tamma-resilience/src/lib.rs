@@ -1,7 +1,8 @@
 //! `tamma-resilience`: one shared way to decide what an error means and what to do next.
 //!
-//! Every tamma component that talks to something outside itself (the event store's database, the
-//! orchestrator, log shippers, HTTP checks) depends on this crate. It depends only on `tamma-core`.
+//! Components that retry or break circuits around what is outside them (the emitter's routes and
+//! forwarder, the runtime's operations, the server's breaker administration) depend on this crate. It
+//! depends only on `tamma-core`.
 //!
 //! | piece | what it does |
 //! |---|---|
@@ -10,7 +11,7 @@
 //! | [`RetryPolicy`] | exponential backoff with full jitter, attempt cap, time budget, per-wait cap, Retry-After; built on `backon` |
 //! | [`CircuitBreaker`] | resilience4j semantics: count/time sliding window, failure and slow-call rates, half-open trials, max wait in half-open, isolate/reset, injectable [`Clock`] |
 //! | [`BreakerRegistry`] | breakers by `component.operation`; the `resilience:breakers` health [`Check`](tamma_core::Check) |
-//! | [`Escalator`], [`Notifier`] | escalations to the log, a webhook (and the audit trail, later), debounced per key |
+//! | [`Escalator`], [`Notifier`] | escalations to the log, a webhook and (through `tamma_emitter::AuditNotifier`) the audit trail, debounced per key |
 //! | [`ResilienceConfig`] | the `resilience` config section |
 //! | [`Resilience`], [`Operation`] | all of it built from config; `operation("component.operation").call(..)` |
 //!

@@ -3,7 +3,8 @@
 //! `tamma-runtime` owns the root config, [`TammaConfig`], assembled from each crate's section
 //! (`server` from `tamma-server`, `logging` and `monitoring.{metrics,tracing}` from `tamma-telemetry`,
 //! `monitoring.healthChecks` from `tamma-health`, `events` from `tamma-events`, `resilience` from
-//! `tamma-resilience`; `security`, `database`, `orchestrator`, `worker` and `console` here), how it is
+//! `tamma-resilience`, `emitter` from `tamma-emitter`, `database` from `tamma-events-postgres`;
+//! `security`, `orchestrator`, `worker`, `console`, `providers` and `platforms` here), how it is
 //! loaded ([`builder`]: file, `TAMMA_*`, the standard `RUST_LOG`/`NO_COLOR`/`OTEL_*` variables, the
 //! command line), and [`Node`]: a running node with its endpoints, hot reload and graceful shutdown.
 //! The `tamma` binary is a thin CLI over this crate.

@@ -1,4 +1,4 @@
-//! The events API over any [`EventStore`]: the HTTP wire contract of `DCB.md`.
+//! The events API over any [`EventStore`]: the HTTP wire contract of `docs/dcb.md`.
 //!
 //! | route | what |
 //! |---|---|
@@ -158,7 +158,7 @@ impl StreamsShutdown {
     }
 }
 
-/// The events routes (`/v1/events…`) over `store`, as `DCB.md`'s wire contract says.
+/// The events routes (`/v1/events…`) over `store`, as `docs/dcb.md`'s wire contract says.
 ///
 /// Merge them into the node's router; `/v1/openapi.json` is served by [`openapi_routes`]. Subscription
 /// streams end only when their client leaves: a node that shuts down gracefully should use

@@ -1,4 +1,5 @@
-//! The HTTP face of a Tamma node (axum): the only crate that knows axum.
+//! The HTTP face of a Tamma node (axum): every route and the middleware live here; `tamma-runtime` only
+//! assembles them.
 //!
 //! It owns the routes and the production middleware; the runtime assembles them:
 //!
@@ -6,6 +7,9 @@
 //! - [`metrics_routes`]: `GET /metrics`, the exposition rendered at most once per second;
 //! - [`config_routes`]: `GET /v1/config`, the effective config with secrets redacted and each value's
 //!   source;
+//! - [`events_routes`] / [`events_routes_with_shutdown`]: the events API (`/v1/events…`, SSE subscribe);
+//! - [`openapi_routes`]: `GET /v1/openapi.json`, the OpenAPI 3.1 document of the node;
+//! - [`breaker_routes`]: `/v1/breakers` (list, isolate, reset);
 //! - [`with_middleware`]: request ids (`x-request-id`), HTTP metrics by route and status, a tracing span
 //!   per request;
 //! - [`bind`] / [`serve`] / [`shutdown_signal`]: start-up errors an operator can act on

@@ -3,8 +3,8 @@
 //! and the `metrics` recorder.
 //!
 //! Libraries in the workspace only emit `tracing` events/spans and `metrics` calls; only the binary
-//! builds a [`Telemetry`] and installs it. Depend on this crate from the binary (and from tests that
-//! want to look at log lines).
+//! installs it: `tamma-runtime` builds a [`Telemetry`] from the config, the binary installs it (and tests
+//! that want to look at log lines build their own).
 //!
 //! What it does:
 //!

@@ -1,6 +1,7 @@
 //! The `tamma` binary: a thin CLI over `tamma-runtime`.
 //!
-//! `tamma serve` runs a node; `tamma config show|check|schema|get` and `tamma health` operate one.
+//! `tamma serve` runs a node; `tamma config show|check|schema|get|docs`, `tamma events
+//! append|read|get|tail|export` and `tamma health` operate one.
 //! Exit codes: 0 success, 1 a failed check or start-up, 2 bad usage.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A CLI prints.

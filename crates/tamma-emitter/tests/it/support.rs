@@ -317,7 +317,7 @@ async fn append(State(s): State<RemoteState>, Json(body): Json<serde_json::Value
     }
 }
 
-/// A local implementation of `POST /v1/events` (DCB.md's wire contract) over `store`.
+/// A local implementation of `POST /v1/events` (the wire contract of docs/dcb.md) over `store`.
 pub(crate) async fn remote(store: Arc<dyn EventStore>) -> (Server, RemoteState) {
     let state = RemoteState {
         store,
