@@ -71,7 +71,7 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
-    /// Print the effective config, each value with its source; secrets as [REDACTED].
+    /// Print the effective config, each value with its source; secret fields redacted.
     Show {
         /// Print JSON instead of a table.
         #[arg(long)]
