@@ -85,17 +85,27 @@ fn reload_applies_valid_changes_and_keeps_old_on_error() {
     assert!(events.lock().contains(&false) && events.lock().contains(&true));
 }
 
-#[test]
-fn restart_required_fields_are_not_half_applied() {
+/// A manager over a file holding `first`, after the file was saved as `second` and reloaded.
+fn reloaded(first: &str, second: &str) -> (ConfigManager<Root>, tamma_config::Result<Vec<String>>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tamma.toml");
-    std::fs::write(&path, "dataDir = \"/a\"\n").unwrap();
+    std::fs::write(&path, first).unwrap();
     let c = ConfigManager::<Root>::builder()
         .file(Some(path.clone()))
         .build()
         .unwrap();
-    std::fs::write(&path, "dataDir = \"/b\"\n[logging]\nlevel = \"debug\"\n").unwrap();
-    c.reload().unwrap();
+    std::fs::write(&path, second).unwrap();
+    let reload = c.reload();
+    (c, reload)
+}
+
+#[test]
+fn restart_required_fields_are_not_half_applied() {
+    let (c, reload) = reloaded(
+        "dataDir = \"/a\"\n",
+        "dataDir = \"/b\"\n[logging]\nlevel = \"debug\"\n",
+    );
+    reload.unwrap();
     assert_eq!(c.current().data_dir, "/a");
     assert_eq!(c.current().logging.level, "debug");
     assert_eq!(c.reload_status().restart_required, ["dataDir"]);
@@ -103,17 +113,13 @@ fn restart_required_fields_are_not_half_applied() {
 
 #[test]
 fn a_bad_value_of_a_restart_only_key_is_refused_not_deferred() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tamma.toml");
-    std::fs::write(&path, "dataDir = \"/a\"\n").unwrap();
-    let c = ConfigManager::<Root>::builder()
-        .file(Some(path.clone()))
-        .build()
-        .unwrap();
     // A wrong type for the restart-only key, beside a valid live change: the whole reload is refused,
     // as it would be at the next start.
-    std::fs::write(&path, "dataDir = 5\n[logging]\nlevel = \"debug\"\n").unwrap();
-    let err = c.reload().unwrap_err().to_string();
+    let (c, reload) = reloaded(
+        "dataDir = \"/a\"\n",
+        "dataDir = 5\n[logging]\nlevel = \"debug\"\n",
+    );
+    let err = reload.unwrap_err().to_string();
     assert!(err.contains("dataDir"), "{err}");
     assert_eq!(c.current().logging.level, "info");
     let status = c.reload_status();

@@ -34,23 +34,53 @@ fn health_status(base: &str) -> Option<(String, String)> {
     Some((overall, config))
 }
 
-#[test]
-fn broken_config_file_is_logged_audited_and_degrades_health_until_fixed() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `tamma serve` in `dir` with a `tamma.toml` listening on a free port and checking health every
+/// second; returns the child, its base URL and the config text written, once the node answers.
+fn serve(dir: &std::path::Path, stdout: Stdio) -> (std::process::Child, String, String) {
     let port = free_port();
-    let config = dir.path().join("tamma.toml");
-    let good = format!(
+    let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[monitoring.healthChecks]\ninterval = 1000\ntimeout = 500\nfreshMinInterval = 0\n"
     );
-    std::fs::write(&config, &good).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
+    std::fs::write(dir.join("tamma.toml"), &config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tamma"))
         .arg("serve")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env_clear()
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the node", 60, || {
+        reqwest::blocking::get(format!("{base}/health/live")).is_ok_and(|r| r.status().is_success())
+    });
+    (child, base, config)
+}
+
+/// Forces the `events.forward` breaker open through the admin API.
+fn isolate_events_forward(base: &str) {
+    let snap: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("{base}/v1/breakers/events.forward/isolate"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(snap["state"], "isolated", "{snap}");
+}
+
+/// The stored events of type `t` (`GET /v1/events?type=t`).
+fn events_of_type(base: &str, t: &str) -> serde_json::Value {
+    reqwest::blocking::get(format!("{base}/v1/events?type={t}"))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+#[test]
+fn broken_config_file_is_logged_audited_and_degrades_health_until_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base, good) = serve(dir.path(), Stdio::piped());
+    let config = dir.path().join("tamma.toml");
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let out = child.stdout.take().unwrap();
     let sink = Arc::clone(&lines);
@@ -58,10 +88,6 @@ fn broken_config_file_is_logged_audited_and_degrades_health_until_fixed() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             sink.lock().unwrap().push(line);
         }
-    });
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until("the node", 60, || {
-        reqwest::blocking::get(format!("{base}/health/live")).is_ok_and(|r| r.status().is_success())
     });
     wait_until("config pass", 20, || {
         health_status(&base).is_some_and(|(_, c)| c == "pass")
@@ -79,12 +105,7 @@ fn broken_config_file_is_logged_audited_and_degrades_health_until_fixed() {
     wait_until("warn", 20, || {
         health_status(&base).is_some_and(|(o, c)| c == "warn" && o != "pass")
     });
-    let fetch = |t: &str| -> serde_json::Value {
-        reqwest::blocking::get(format!("{base}/v1/events?type={t}"))
-            .unwrap()
-            .json()
-            .unwrap()
-    };
+    let fetch = |t: &str| events_of_type(&base, t);
     wait_until("the audit event", 20, || {
         !fetch("CONFIG.RELOAD_FAILED")["events"]
             .as_array()
@@ -124,24 +145,7 @@ fn broken_config_file_is_logged_audited_and_degrades_health_until_fixed() {
 #[test]
 fn a_breaker_forced_open_escalates_into_the_audit_trail_and_degrades_readiness() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.path().join("tamma.toml"),
-        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[monitoring.healthChecks]\ninterval = 1000\ntimeout = 500\nfreshMinInterval = 0\n"),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until("the node", 60, || {
-        reqwest::blocking::get(format!("{base}/health/live")).is_ok_and(|r| r.status().is_success())
-    });
+    let (mut child, base, _) = serve(dir.path(), Stdio::null());
     let breakers_status = || -> Option<String> {
         let doc: serde_json::Value = reqwest::blocking::get(format!("{base}/health?fresh=true"))
             .ok()?
@@ -156,13 +160,7 @@ fn a_breaker_forced_open_escalates_into_the_audit_trail_and_degrades_readiness()
     });
 
     let client = reqwest::blocking::Client::new();
-    let snap: serde_json::Value = client
-        .post(format!("{base}/v1/breakers/events.forward/isolate"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(snap["state"], "isolated", "{snap}");
+    isolate_events_forward(&base);
     wait_until("breakers warn", 20, || {
         breakers_status().as_deref() == Some("warn")
     });
@@ -170,12 +168,7 @@ fn a_breaker_forced_open_escalates_into_the_audit_trail_and_degrades_readiness()
     let text = ready.text().unwrap();
     assert!(text.contains("resilience:breakers"), "{text}");
 
-    let fetch = |t: &str| -> serde_json::Value {
-        reqwest::blocking::get(format!("{base}/v1/events?type={t}"))
-            .unwrap()
-            .json()
-            .unwrap()
-    };
+    let fetch = |t: &str| events_of_type(&base, t);
     wait_until("the escalation event", 20, || {
         !fetch("ESCALATION.RAISED")["events"]
             .as_array()
@@ -203,30 +196,9 @@ fn a_breaker_forced_open_escalates_into_the_audit_trail_and_degrades_readiness()
 #[test]
 fn new_redaction_rules_apply_on_reload_and_event_settings_wait_for_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (mut child, base, good) = serve(dir.path(), Stdio::null());
     let config = dir.path().join("tamma.toml");
-    let good = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n[monitoring.healthChecks]\ninterval = 1000\ntimeout = 500\nfreshMinInterval = 0\n"
-    );
-    std::fs::write(&config, &good).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until("the node", 60, || {
-        reqwest::blocking::get(format!("{base}/health/live")).is_ok_and(|r| r.status().is_success())
-    });
-    let fetch = |t: &str| -> serde_json::Value {
-        reqwest::blocking::get(format!("{base}/v1/events?type={t}"))
-            .unwrap()
-            .json()
-            .unwrap()
-    };
+    let fetch = |t: &str| events_of_type(&base, t);
 
     // A rule hiding breaker names in emitted events, and a smaller event limit, in one save.
     std::fs::write(
@@ -259,13 +231,7 @@ fn new_redaction_rules_apply_on_reload_and_event_settings_wait_for_a_restart() {
     assert_eq!(r.status(), 200);
 
     // The redaction rule applies to the next emitted event: an escalation naming the breaker.
-    let snap: serde_json::Value = client
-        .post(format!("{base}/v1/breakers/events.forward/isolate"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(snap["state"], "isolated", "{snap}");
+    isolate_events_forward(&base);
     wait_until("the escalation event", 20, || {
         !fetch("ESCALATION.RAISED")["events"]
             .as_array()
