@@ -837,6 +837,7 @@ impl Writer {
         }
     }
 
+    /// Adds the WAL syncs this thread made since the last call to the store's count.
     fn note_syncs(&self) {
         let (n, took) = crate::wal_buffer::take_syncs();
         if n > 0 {
@@ -1052,6 +1053,7 @@ struct GroupWrite<'a> {
     written: u64,
 }
 
+/// One answer per append of a group, `None` until the append is decided.
 type Answers = Vec<Option<tamma_events::Result<AppendResult>>>;
 
 impl GroupWrite<'_> {
