@@ -927,7 +927,7 @@ impl Writer {
     fn write_group(
         &mut self,
         group: &mut Vec<Pending>,
-        results: &mut Vec<Option<tamma_events::Result<AppendResult>>>,
+        results: &mut Answers,
         ended_by: &mut Option<Request>,
         gather: Gather<'_>,
         now: i64,
