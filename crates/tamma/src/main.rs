@@ -98,10 +98,10 @@ struct HealthArgs {
     /// Base URL of the node (default: http://<server.listen> from the config).
     #[arg(long)]
     url: Option<String>,
-    /// Probe readiness (/health/ready).
+    /// Probe readiness (`monitoring.healthChecks.readyEndpoint`, /health/ready by default).
     #[arg(long, conflicts_with = "live")]
     ready: bool,
-    /// Probe liveness (/health/live).
+    /// Probe liveness (`monitoring.healthChecks.liveEndpoint`, /health/live by default).
     #[arg(long)]
     live: bool,
 }
@@ -338,21 +338,32 @@ fn serve(g: &Global, env: &Env) -> anyhow::Result<ExitCode> {
 }
 
 fn health(g: &Global, env: Env, args: &HealthArgs) -> anyhow::Result<ExitCode> {
-    let base = match &args.url {
-        Some(u) => u.trim_end_matches('/').to_owned(),
+    // The node of the config uses the config's endpoint paths; a node named by --url, the defaults.
+    let (base, paths) = match &args.url {
+        Some(u) => (
+            u.trim_end_matches('/').to_owned(),
+            tamma_runtime::TammaConfig::default()
+                .monitoring
+                .health_checks,
+        ),
         None => match load(g, None, env) {
-            Ok(c) => format!("http://{}", c.current().server.listen),
+            Ok(c) => {
+                let cfg = c.current();
+                (
+                    format!("http://{}", cfg.server.listen),
+                    cfg.monitoring.health_checks.clone(),
+                )
+            }
             Err(code) => return Ok(code),
         },
     };
-    let path = if args.ready {
-        "/health/ready?verbose"
+    let url = if args.ready {
+        format!("{base}{}?verbose", paths.ready_endpoint)
     } else if args.live {
-        "/health/live?verbose"
+        format!("{base}{}?verbose", paths.live_endpoint)
     } else {
-        "/health"
+        format!("{base}{}", paths.endpoint)
     };
-    let url = format!("{base}{path}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

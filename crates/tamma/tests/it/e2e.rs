@@ -2,7 +2,7 @@
 //! line, a `CONFIG.RELOAD_FAILED` audit event and `/health` warn; fixing it clears them.
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,14 +42,7 @@ fn serve(dir: &std::path::Path, stdout: Stdio) -> (std::process::Child, String, 
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[monitoring.healthChecks]\ninterval = 1000\ntimeout = 500\nfreshMinInterval = 0\n"
     );
     std::fs::write(dir.join("tamma.toml"), &config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .arg("serve")
-        .current_dir(dir)
-        .env_clear()
-        .stdout(stdout)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = crate::spawn_tamma(dir, &["serve"], stdout);
     let base = format!("http://127.0.0.1:{port}");
     wait_until("the node", 60, || {
         reqwest::blocking::get(format!("{base}/health/live")).is_ok_and(|r| r.status().is_success())

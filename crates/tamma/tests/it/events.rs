@@ -570,14 +570,7 @@ fn against_a_real_tamma_serve_with_the_url_from_the_config() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .args(["--listen", &listen, "serve"])
-        .current_dir(dir.path())
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::spawn_tamma(dir.path(), &["--listen", &listen, "serve"], Stdio::null());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while reqwest::blocking::get(format!("http://{listen}/health/live"))
         .map_or(true, |r| !r.status().is_success())

@@ -7,7 +7,7 @@ mod metrics;
 mod serve;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Runs `tamma` with `args` in `dir`, with a clean environment plus `env`.
 pub(crate) fn tamma(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -20,6 +20,18 @@ pub(crate) fn tamma(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().expect("the tamma binary runs")
+}
+
+/// Starts `tamma args…` in `dir` with a clean environment, stdout as given and stderr thrown away.
+pub(crate) fn spawn_tamma(dir: &Path, args: &[&str], stdout: Stdio) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the tamma binary starts")
 }
 
 pub(crate) fn text(o: &Output) -> (String, String) {

@@ -43,14 +43,7 @@ fn serve(metrics: &str) -> Serve {
         format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[monitoring.metrics]\n{metrics}\n"),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = crate::spawn_tamma(dir.path(), &["serve"], Stdio::null());
     let mut node = Serve {
         child,
         base: format!("http://127.0.0.1:{port}"),

@@ -137,14 +137,11 @@ fn invalid_config_exits_1_before_starting() {
 fn health_probe_exits_0_against_a_live_node_and_1_when_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "serve"])
-        .current_dir(dir.path())
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::spawn_tamma(
+        dir.path(),
+        &["--listen", &format!("127.0.0.1:{port}"), "serve"],
+        Stdio::null(),
+    );
     wait_live(&format!("http://127.0.0.1:{port}/health/live"), &mut child);
     let o = tamma(
         dir.path(),
@@ -177,4 +174,30 @@ fn health_probe_exits_0_against_a_live_node_and_1_when_unreachable() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).0.starts_with("unreachable"), "{:?}", text(&o));
+}
+
+#[test]
+fn health_probe_follows_the_configured_endpoint_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("tamma.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[monitoring.healthChecks]\nliveEndpoint = \"/livez\"\nreadyEndpoint = \"/readyz\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = crate::spawn_tamma(dir.path(), &["serve"], Stdio::null());
+    wait_live(&format!("http://127.0.0.1:{port}/livez"), &mut child);
+    for (flag, path) in [("--live", "/livez"), ("--ready", "/readyz")] {
+        let o = tamma(dir.path(), &["health", flag], &[]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{flag}: {out}{err}");
+        assert!(
+            out.contains(&format!("127.0.0.1:{port}{path}")),
+            "{flag}: {out}"
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
