@@ -125,7 +125,9 @@ pub struct CheckDefinition {
     /// Time between runs (default: the section's `interval`).
     pub interval: Option<DurationMs>,
     /// A failure of a critical check makes the whole service unhealthy; others only degrade it.
-    pub critical: bool,
+    /// Unset: critical for `memory` and `disk` (as the built-in checks they replace are), not for the
+    /// other types ([`is_critical`](Self::is_critical)).
+    pub critical: Option<bool>,
     /// Groups the check belongs to: `ready` (the default), `live` (only for checks of the process
     /// itself), or any custom name.
     pub groups: Vec<String>,
@@ -319,8 +321,8 @@ struct RawDefinition {
     timeout: Option<DurationMs>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     interval: Option<DurationMs>,
-    #[serde(default)]
-    critical: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    critical: Option<bool>,
     #[serde(default = "default_groups")]
     groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -373,17 +375,28 @@ impl From<CheckDefinition> for RawDefinition {
 }
 
 impl CheckDefinition {
-    /// A definition in the `ready` group, not critical, with the section's timeout and interval.
+    /// A definition in the `ready` group, critical as its type is by default, with the section's
+    /// timeout and interval.
     pub fn new(name: impl Into<String>, kind: CheckKind) -> Self {
         Self {
             name: name.into(),
             kind,
             timeout: None,
             interval: None,
-            critical: false,
+            critical: None,
             groups: default_groups(),
             thresholds: None,
         }
+    }
+
+    /// Whether the check is critical: as configured, else for `memory` and `disk` only (a memory or
+    /// disk check configured to change its levels stays critical like the built-in one it replaces).
+    #[must_use]
+    pub fn is_critical(&self) -> bool {
+        self.critical.unwrap_or(matches!(
+            self.kind,
+            CheckKind::Memory(_) | CheckKind::Disk(_)
+        ))
     }
 
     /// The thresholds in force: the definition's, else the type's defaults.
@@ -445,8 +458,7 @@ impl JsonSchema for CheckDefinition {
                         "interval": duration.clone(),
                         "critical": {
                             "type": "boolean",
-                            "default": false,
-                            "description": "A failure of a critical check makes the service unhealthy; others only degrade it."
+                            "description": "A failure of a critical check makes the service unhealthy; others only degrade it. Default: true for memory and disk (as the built-in checks they replace), false for the other types."
                         },
                         "groups": {
                             "type": "array",
@@ -685,7 +697,7 @@ mod tests {
         };
         assert_eq!(http.expect_status, StatusRange { min: 200, max: 204 });
         assert_eq!(cfg.checks[0].timeout, Some(DurationMs::from_secs(2)));
-        assert!(cfg.checks[0].critical);
+        assert_eq!(cfg.checks[0].critical, Some(true));
         assert_eq!(cfg.checks[1].groups, ["ready"]);
         assert_eq!(
             cfg.checks[2].effective_thresholds(),

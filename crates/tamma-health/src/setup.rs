@@ -172,7 +172,7 @@ fn definition_options(def: &CheckDefinition) -> CheckOptions {
         CheckKind::Memory(_) | CheckKind::Cpu(_) | CheckKind::Disk(_) => ("system", "utilization"),
     };
     let mut opts = CheckOptions::new()
-        .critical(def.critical)
+        .critical(def.is_critical())
         .groups(def.groups.iter().cloned())
         .component_type(component_type)
         .measurement(measurement);

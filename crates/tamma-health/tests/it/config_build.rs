@@ -106,3 +106,26 @@ fn system_checks_can_be_turned_off() {
         "no data dir, no disk"
     );
 }
+
+#[tokio::test]
+async fn a_configured_memory_check_stays_critical_unless_it_says_otherwise() {
+    // Levels every machine exceeds: the memory check fails.
+    let failing = |critical: Option<bool>| {
+        let mut check = serde_json::json!({"name": "mem", "type": "memory", "thresholds": {"warn": 0.001, "fail": 0.002}});
+        if let Some(c) = critical {
+            check["critical"] = serde_json::json!(c);
+        }
+        config(serde_json::json!({"systemChecks": false, "checks": [check]}))
+    };
+    let ctx = CheckContext::new("1").system(SystemReader::live());
+    for (critical, expected) in [
+        (None, CheckStatus::Unhealthy),
+        (Some(true), CheckStatus::Unhealthy),
+        (Some(false), CheckStatus::Degraded),
+    ] {
+        let checker = HealthChecker::from_config(&failing(critical), &ctx).unwrap();
+        let report = checker.run_now(&Selection::all()).await;
+        assert_eq!(report.checks[0].status, CheckStatus::Unhealthy);
+        assert_eq!(report.status, expected, "critical: {critical:?}");
+    }
+}
