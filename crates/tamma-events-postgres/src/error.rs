@@ -22,7 +22,7 @@ pub enum Error {
         source: tamma_events::BoxError,
     },
     /// A schema migration failed; the transaction was rolled back, the schema is as before.
-    #[error("cannot apply event store migration {version} ({name}): {source}")]
+    #[error("cannot apply event store migration {version} ({name}): {}", describe(.source))]
     Migrate {
         /// The migration's version.
         version: i32,
@@ -55,7 +55,9 @@ impl Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PgErrorClass {
     /// The connection is gone or the server cannot serve (lost connection, server shutting down,
-    /// `pg_terminate_backend`, too many connections): the store is unavailable, retry later.
+    /// `pg_terminate_backend`, too many connections, a full disk), or the store's database or role
+    /// cannot be used as configured (the database dropped or renamed, the login refused, a privilege
+    /// revoked): the store is unavailable until that changes, retry later.
     Unavailable,
     /// Retrying the same call may succeed (serialization failure `40001`, deadlock `40P01`, lock not
     /// available `55P03`, statement timeout or cancel `57014`).
@@ -98,6 +100,11 @@ pub fn classify_code(code: &SqlState) -> PgErrorClass {
     {
         PgErrorClass::Transient
     } else if c.starts_with("08") // connection exception
+        || c.starts_with("28") // invalid authorization: the role or its password was changed
+        || c.starts_with("53") // insufficient resources: disk full, out of memory, too many connections
+        || c.starts_with("58") // system error: I/O
+        || *code == SqlState::INVALID_CATALOG_NAME // the database is gone (dropped, renamed)
+        || *code == SqlState::INSUFFICIENT_PRIVILEGE // a grant was revoked
         || *code == SqlState::ADMIN_SHUTDOWN
         || *code == SqlState::CRASH_SHUTDOWN
         || *code == SqlState::CANNOT_CONNECT_NOW
@@ -137,26 +144,45 @@ pub fn to_store_error(e: tokio_postgres::Error) -> tamma_events::Error {
 /// A driver error whose message carries the server's own (message, SQLSTATE, detail, where), which the
 /// driver's `Display` leaves to its source.
 #[derive(Debug)]
-struct PgError(tokio_postgres::Error);
+pub(crate) struct PgError(pub(crate) tokio_postgres::Error);
 
 impl std::fmt::Display for PgError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.as_db_error() {
-            Some(db) => {
-                write!(f, "{} (SQLSTATE {})", db.message(), db.code().code())?;
-                if let Some(detail) = db.detail() {
-                    write!(f, "; {detail}")?;
-                }
-                if let Some(at) = db.where_() {
-                    write!(f, "; at {at}")?;
-                }
-                Ok(())
+        f.write_str(&describe(&self.0))
+    }
+}
+
+/// A driver error as an operator should read it: the server's message, SQLSTATE, detail and where it
+/// happened (the driver's own `Display` says only "db error").
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_description(e, &mut out);
+    out
+}
+
+fn write_description(e: &tokio_postgres::Error, f: &mut String) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    match e.as_db_error() {
+        Some(db) => {
+            write!(f, "{} (SQLSTATE {})", db.message(), db.code().code())?;
+            if let Some(detail) = db.detail() {
+                write!(f, "; {detail}")?;
             }
-            None => match std::error::Error::source(&self.0) {
-                Some(cause) => write!(f, "{}: {cause}", self.0),
-                None => write!(f, "{}", self.0),
-            },
+            // The context's last line names the function and line (`PL/pgSQL function tamma_append(…)
+            // line 104 at SQL statement`); the lines before it repeat the whole statement's text.
+            if let Some(at) = db
+                .where_()
+                .and_then(|w| w.lines().rev().find(|l| !l.trim().is_empty()))
+            {
+                write!(f, "; at {at}")?;
+            }
+            Ok(())
         }
+        None => match std::error::Error::source(e) {
+            Some(cause) => write!(f, "{e}: {cause}"),
+            None => write!(f, "{e}"),
+        },
     }
 }
 
@@ -213,6 +239,17 @@ mod tests {
             classify_code(&SqlState::CONNECTION_FAILURE),
             PgErrorClass::Unavailable
         );
+        // The store's database or role cannot be used as configured: unavailable until fixed.
+        for code in [
+            SqlState::INVALID_CATALOG_NAME,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            SqlState::INVALID_PASSWORD,
+            SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            SqlState::DISK_FULL,
+            SqlState::IO_ERROR,
+        ] {
+            assert_eq!(classify_code(&code), PgErrorClass::Unavailable, "{code:?}");
+        }
         assert_eq!(
             classify_code(&SqlState::UNIQUE_VIOLATION),
             PgErrorClass::Permanent

@@ -25,6 +25,7 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut listener: Option<(Client, mpsc::UnboundedReceiver<String>)> = None;
+    let mut failed_reopens: u32 = 0;
     loop {
         let next = async {
             match listener.as_mut() {
@@ -47,7 +48,23 @@ pub(crate) async fn run(
             },
             _ = tick.tick() => {
                 if listener.is_none() {
-                    listener = listen(&pg).await;
+                    // Failures are said at growing intervals (attempts 1, 2, 4, 8…), so a long outage
+                    // stays visible in the log without a line per poll.
+                    match listen(&pg).await {
+                        Ok(l) => {
+                            if failed_reopens > 0 {
+                                tracing::info!(attempts = failed_reopens + 1, "the event store's LISTEN connection is back");
+                            }
+                            failed_reopens = 0;
+                            listener = Some(l);
+                        }
+                        Err(error) => {
+                            failed_reopens = failed_reopens.saturating_add(1);
+                            if failed_reopens.is_power_of_two() {
+                                tracing::warn!(attempts = failed_reopens, %error, "cannot open the event store's LISTEN connection; live subscriptions still see new events by polling");
+                            }
+                        }
+                    }
                 }
                 let head = match &listener {
                     Some((client, _)) => client.query_one(HEAD_SQL, &[]).await.ok().map(|r| r.get::<_, i64>(0)),
@@ -66,7 +83,10 @@ pub(crate) async fn run(
 
 /// Opens the listening connection: notifications go into the returned channel, which closes when the
 /// connection ends.
-async fn listen(pg: &tokio_postgres::Config) -> Option<(Client, mpsc::UnboundedReceiver<String>)> {
+/// Opens the listening connection; `Err` says why it could not.
+async fn listen(
+    pg: &tokio_postgres::Config,
+) -> Result<(Client, mpsc::UnboundedReceiver<String>), String> {
     let (tx, rx) = mpsc::unbounded_channel();
     let client = connect_client_with(pg, move |mut connection| async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -86,12 +106,10 @@ async fn listen(pg: &tokio_postgres::Config) -> Option<(Client, mpsc::UnboundedR
         }
     })
     .await
-    .map_err(|e| tracing::debug!(error = %e, "cannot open the LISTEN connection"))
-    .ok()?;
+    .map_err(|e| e.to_string())?;
     client
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .await
-        .map_err(|e| tracing::debug!(error = %e, "LISTEN failed"))
-        .ok()?;
-    Some((client, rx))
+        .map_err(|e| format!("LISTEN failed: {}", crate::error::describe(&e)))?;
+    Ok((client, rx))
 }

@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
-use crate::error::Error;
+use crate::error::{Error, PgError};
 
 /// The migrations, in order: `(version, name, SQL)`. Each runs once, in its own transaction.
 pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -51,20 +51,32 @@ const COLUMNS: &str =
 /// transaction (PostgreSQL DDL is transactional: a failed start leaves the schema as it was).
 pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<i32, Error> {
     let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-    let connect = |e| Error::connect(e);
+    let connect = |e| Error::connect(PgError(e));
     let tx = client.transaction().await.map_err(connect)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
         .await
         .map_err(connect)?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS tamma_schema_migrations (
-            version    integer     PRIMARY KEY,
-            name       text        NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now()
-        )",
-    )
-    .await
-    .map_err(connect)?;
+    // Created only when missing: on a migrated database a role with data rights alone (no CREATE on
+    // the schema) may run the store.
+    let exists: bool = tx
+        .query_one(
+            "SELECT to_regclass('tamma_schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(connect)?
+        .get(0);
+    if !exists {
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS tamma_schema_migrations (
+                version    integer     PRIMARY KEY,
+                name       text        NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(connect)?;
+    }
     let found: i32 = tx
         .query_one(
             "SELECT coalesce(max(version), 0) FROM tamma_schema_migrations",

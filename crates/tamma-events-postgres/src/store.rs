@@ -229,7 +229,12 @@ impl PostgresStore {
             last_commit_error: Mutex::new(None),
         });
         let (requests, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(writer::run(rx, pg.clone(), shared.clone()));
+        // Half again the server's limit (at least a second more): time for the server to report its
+        // own timeout first. No limit when the server has none.
+        let statement_timeout = config.statement_timeout.as_duration();
+        let answer_within = (!statement_timeout.is_zero())
+            .then(|| statement_timeout + (statement_timeout / 2).max(Duration::from_secs(1)));
+        tokio::spawn(writer::run(rx, pg.clone(), shared.clone(), answer_within));
         let (shutdown, shutdown_rx) = oneshot::channel();
         tokio::spawn(listen::run(
             pg,

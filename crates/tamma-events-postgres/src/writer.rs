@@ -12,7 +12,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
-use crate::error::{PgErrorClass, classify, to_store_error};
+use crate::error::{PgErrorClass, classify, describe, to_store_error};
 use crate::schema::{APPEND_SQL, FoundRow, to_i64, to_u64};
 use crate::store::{Shared, connect_client};
 
@@ -113,10 +113,15 @@ struct Conn {
 
 /// Runs until every sender is dropped (the store closed): takes the first queued append, then every
 /// append queued behind it (up to the batch limits), and commits them in one transaction.
+///
+/// `answer_within` bounds each commit on the client side: the server's `statement_timeout` cannot fire
+/// when the server is cut off (a network partition leaves the socket open), and one writer per process
+/// means every append would wait behind that commit.
 pub(crate) async fn run(
     mut rx: mpsc::Receiver<Request>,
     pg: tokio_postgres::Config,
     shared: Arc<Shared>,
+    answer_within: Option<Duration>,
 ) {
     let mut conn: Option<Conn> = None;
     let mut batch = Vec::new();
@@ -176,7 +181,27 @@ pub(crate) async fn run(
         // The connection was just checked or opened.
         let Some(c) = conn.as_ref() else { continue };
         let started = Instant::now();
-        let committed = commit(c, &batch).await;
+        let committed = match answer_within {
+            None => commit(c, &batch).await,
+            Some(limit) => match tokio::time::timeout(limit, commit(c, &batch)).await {
+                Ok(committed) => committed,
+                Err(_) => {
+                    // The connection's state is unknown, so it is dropped; so is the commit's outcome:
+                    // the callers retry with the same event ids, which is idempotent.
+                    let message = format!(
+                        "PostgreSQL did not answer a commit within {limit:?} (the server or the network \
+                         to it is stuck); the connection was dropped and the append's outcome is unknown: \
+                         retry it with the same event ids"
+                    );
+                    tracing::warn!(appends = batch.len(), "{message}");
+                    *shared.last_commit_error.lock() = Some(message.clone());
+                    conn = None;
+                    fail_all(std::mem::take(&mut batch), &Error::unavailable(message));
+                    active = shared.queued.load(Ordering::Relaxed);
+                    continue;
+                }
+            },
+        };
         // Counted before anyone of this batch is answered: other appenders, not ones already back.
         let others = shared.queued.load(Ordering::Relaxed);
         match committed {
@@ -206,7 +231,7 @@ pub(crate) async fn run(
                 }
                 // A store that cannot commit (a lost connection, a timeout), not one refused append.
                 if class != PgErrorClass::Permanent {
-                    *shared.last_commit_error.lock() = Some(e.to_string());
+                    *shared.last_commit_error.lock() = Some(describe(&e));
                 }
                 // The outcome of a commit cut off by a lost connection is unknown: the callers retry
                 // with the same event ids, which is idempotent.

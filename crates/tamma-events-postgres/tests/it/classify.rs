@@ -210,3 +210,179 @@ async fn store_recovers_from_killed_connections() {
     assert_eq!(store.head().await.unwrap(), 5);
     assert_eq!(store.health().await.unwrap().last_commit_error, None);
 }
+
+/// A TCP proxy to the test server that can stop forwarding: a network partition, where sockets stay
+/// open and nothing arrives.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(upstream) = tokio::net::TcpStream::connect("127.0.0.1:5432").await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (upstream_read, upstream_write) = upstream.into_split();
+                tokio::spawn(pump(client_read, upstream_write, f.clone()));
+                tokio::spawn(pump(upstream_read, client_write, f.clone()));
+            }
+        });
+        Self { addr, frozen }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen
+            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`, holding the bytes while the proxy is frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let held = || frozen.load(std::sync::atomic::Ordering::SeqCst);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while held() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_server_never_answers_fails_as_unavailable_and_the_store_recovers() {
+    let db = TestDb::create().await;
+    let proxy = Proxy::start().await;
+    let config = tamma_events_postgres::PostgresConfig {
+        statement_timeout: DurationMs::from_millis(500),
+        ..tamma_events_postgres::PostgresConfig::with_url(format!(
+            "postgres://postgres@{}/{}",
+            proxy.addr, db.name
+        ))
+    };
+    let store = PostgresStore::connect(&config, Limits::default())
+        .await
+        .unwrap();
+    store.append(vec![Event::new("A")], None).await.unwrap();
+
+    // Partitioned: the commit gets no answer, and the server's statement timeout cannot say so.
+    proxy.freeze(true);
+    let b = Event::new("B");
+    let err = tokio::time::timeout(Duration::from_secs(20), store.append(vec![b.clone()], None))
+        .await
+        .expect("the append must end on its own")
+        .unwrap_err();
+    assert_eq!(err.category(), "unavailable", "{err}");
+    assert!(err.to_string().contains("did not answer"), "{err}");
+
+    // Healed: health names the failed commit until one succeeds; the retry with the same id and the
+    // next append both go through, and every event is stored once.
+    proxy.freeze(false);
+    let health = store.health().await.unwrap();
+    assert!(
+        health
+            .last_commit_error
+            .as_deref()
+            .is_some_and(|e| e.contains("did not answer")),
+        "{health:?}"
+    );
+    store.append(vec![b], None).await.unwrap();
+    store.append(vec![Event::new("C")], None).await.unwrap();
+    assert_eq!(store.health().await.unwrap().last_commit_error, None);
+    let types: Vec<String> = store
+        .read(Query::all(), tamma_events::ReadOptions::forwards())
+        .map(|e| e.unwrap().event.event_type)
+        .collect()
+        .await;
+    assert_eq!(types, ["A", "B", "C"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_privilege_makes_the_store_unavailable_and_says_so_in_health() {
+    let db = TestDb::create().await;
+    let role = format!("tamma_role_{}", uuid::Uuid::new_v4().simple());
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .await
+        .unwrap();
+    // Migrated by the owner; then the role gets data rights only (no CREATE on the schema).
+    drop(db.store().await);
+    admin
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role};"
+        ))
+        .await
+        .unwrap();
+    let config = tamma_events_postgres::PostgresConfig {
+        pool_size: 2,
+        ..tamma_events_postgres::PostgresConfig::with_url(format!(
+            "postgres://{role}@127.0.0.1:5432/{}",
+            db.name
+        ))
+    };
+    let outcome = async {
+        let store = PostgresStore::connect(&config, Limits::default())
+            .await
+            .map_err(|e| format!("a role with data rights only must open a migrated store: {e}"))?;
+        store
+            .append(vec![Event::new("A")], None)
+            .await
+            .map_err(|e| e.to_string())?;
+        admin
+            .batch_execute(&format!("REVOKE INSERT ON tamma_events FROM {role}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let err = store
+            .append(vec![Event::new("B")], None)
+            .await
+            .expect_err("the role may not insert");
+        assert_eq!(err.category(), "unavailable", "{err}");
+        assert!(err.to_string().contains("permission denied"), "{err}");
+        let health = store.health().await.map_err(|e| e.to_string())?;
+        assert!(
+            health
+                .last_commit_error
+                .as_deref()
+                .is_some_and(|e| e.contains("permission denied") && e.contains("42501")),
+            "{health:?}"
+        );
+        Ok::<_, String>(())
+    }
+    .await;
+    let _ = admin
+        .batch_execute(&format!(
+            "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role};
+             REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {role};
+             REVOKE ALL ON SCHEMA public FROM {role};"
+        ))
+        .await;
+    drop(admin);
+    // The role goes with the database's connections (terminated when the database is dropped).
+    drop(db);
+    let _ = crate::support::connect("test")
+        .await
+        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await;
+    outcome.unwrap();
+}
