@@ -62,6 +62,8 @@ impl Shared {
 
 struct Inner {
     pool: Pool,
+    /// The client-side bound of one statement's answer (see [`bounded`]).
+    answer_within: Option<Duration>,
     shared: Arc<Shared>,
     requests: mpsc::Sender<Request>,
     limits: Limits,
@@ -246,6 +248,7 @@ impl PostgresStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                answer_within,
                 shared,
                 requests,
                 limits,
@@ -286,9 +289,12 @@ impl Inner {
     }
 
     async fn head(&self) -> Result<u64> {
-        let c = self.client().await?;
-        let row = c.query_one(HEAD_SQL, &[]).await.map_err(to_store_error)?;
-        Ok(to_u64(row.get(0)))
+        bounded(self.answer_within, async {
+            let c = self.client().await?;
+            let row = c.query_one(HEAD_SQL, &[]).await.map_err(to_store_error)?;
+            Ok(to_u64(row.get(0)))
+        })
+        .await
     }
 
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
@@ -361,8 +367,37 @@ async fn delete_prefix(
     Ok(removed)
 }
 
-/// Reads one page: events matching `query` from `from` (inclusive), at most `limit`.
+/// Runs `f` (a statement on a pooled connection) under the client-side bound `within`, as the writer's
+/// commits are: in a network partition the server's `statement_timeout` cannot arrive, and the caller
+/// would wait until the operating system gives up on the connection.
+async fn bounded<T>(within: Option<Duration>, f: impl Future<Output = Result<T>>) -> Result<T> {
+    match within {
+        None => f.await,
+        Some(limit) => tokio::time::timeout(limit, f).await.unwrap_or_else(|_| {
+            Err(Error::unavailable(format!(
+                "PostgreSQL did not answer within {limit:?} (the server or the network to it is stuck)"
+            )))
+        }),
+    }
+}
+
+/// Reads one page: events matching `query` from `from` (inclusive), at most `limit`, within `within`.
 async fn read_page(
+    pool: &Pool,
+    within: Option<Duration>,
+    query: &Query,
+    from: u64,
+    backwards: bool,
+    limit: u64,
+) -> Result<Vec<SequencedEvent>> {
+    bounded(
+        within,
+        read_page_unbounded(pool, query, from, backwards, limit),
+    )
+    .await
+}
+
+async fn read_page_unbounded(
     pool: &Pool,
     query: &Query,
     from: u64,
@@ -387,6 +422,8 @@ async fn read_page(
 
 struct ReadState {
     pool: Pool,
+    /// The client-side bound of each statement (see [`bounded`]).
+    within: Option<Duration>,
     query: Query,
     /// The next position to read from (inclusive), `None` when done.
     next: Option<u64>,
@@ -399,7 +436,12 @@ struct ReadState {
 }
 
 /// A read as a stream of pages: each page is one short query, so a slow consumer holds no connection.
-fn read_stream(pool: Pool, query: Query, options: ReadOptions) -> EventStream {
+fn read_stream(
+    pool: Pool,
+    within: Option<Duration>,
+    query: Query,
+    options: ReadOptions,
+) -> EventStream {
     let backwards = options.backwards;
     let start = match (options.from, backwards) {
         (Some(f), _) => f,
@@ -408,6 +450,7 @@ fn read_stream(pool: Pool, query: Query, options: ReadOptions) -> EventStream {
     };
     let state = ReadState {
         pool,
+        within,
         query,
         next: Some(start),
         backwards,
@@ -429,13 +472,14 @@ fn read_stream(pool: Pool, query: Query, options: ReadOptions) -> EventStream {
                 return None;
             }
             let limit = st.remaining.min(READ_PAGE);
-            let page = match read_page(&st.pool, &st.query, from, st.backwards, limit).await {
-                Ok(page) => page,
-                Err(e) => {
-                    st.next = None;
-                    return Some((Err(e), st));
-                }
-            };
+            let page =
+                match read_page(&st.pool, st.within, &st.query, from, st.backwards, limit).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        st.next = None;
+                        return Some((Err(e), st));
+                    }
+                };
             st.next = match page.last() {
                 Some(last) if page.len() as u64 == limit => {
                     if st.backwards {
@@ -447,10 +491,11 @@ fn read_stream(pool: Pool, query: Query, options: ReadOptions) -> EventStream {
                 _ => None,
             };
             if st.next.is_some() && !st.backwards && st.bound.is_none() {
-                let head = match st.pool.get().await.map_err(pool_error) {
-                    Ok(c) => c.query_one(HEAD_SQL, &[]).await.map_err(to_store_error),
-                    Err(e) => Err(e),
-                };
+                let head = bounded(st.within, async {
+                    let c = st.pool.get().await.map_err(pool_error)?;
+                    c.query_one(HEAD_SQL, &[]).await.map_err(to_store_error)
+                })
+                .await;
                 match head {
                     Ok(row) => st.bound = Some(to_u64(row.get(0))),
                     Err(e) => {
@@ -477,11 +522,16 @@ impl EventStore for PostgresStore {
         if let Err(e) = query.validate("query") {
             return Box::pin(futures::stream::once(async { Err(e) }));
         }
-        read_stream(self.inner.pool.clone(), query, options)
+        read_stream(
+            self.inner.pool.clone(),
+            self.inner.answer_within,
+            query,
+            options,
+        )
     }
 
     fn get(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SequencedEvent>>> {
-        Box::pin(async move {
+        Box::pin(bounded(self.inner.answer_within, async move {
             let c = self.inner.client().await?;
             let stmt = c
                 .prepare_cached(&schema::get_sql())
@@ -489,7 +539,7 @@ impl EventStore for PostgresStore {
                 .map_err(to_store_error)?;
             let row = c.query_opt(&stmt, &[&id]).await.map_err(to_store_error)?;
             row.as_ref().map(decode).transpose().map_err(to_store_error)
-        })
+        }))
     }
 
     fn head(&self) -> BoxFuture<'_, Result<u64>> {
@@ -503,10 +553,13 @@ impl EventStore for PostgresStore {
         // The fetch holds the store weakly: dropping the store ends the subscription.
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let fetch: PageFetch = Arc::new(move |q: Query, from: u64, limit: u64| {
-            let pool = weak.upgrade().map(|inner| inner.pool.clone());
+            let pool = weak
+                .upgrade()
+                .map(|inner| (inner.pool.clone(), inner.answer_within));
             Box::pin(async move {
-                let pool = pool.ok_or_else(|| Error::unavailable("the event store was closed"))?;
-                let page = read_page(&pool, &q, from, false, limit).await?;
+                let (pool, within) =
+                    pool.ok_or_else(|| Error::unavailable("the event store was closed"))?;
+                let page = read_page(&pool, within, &q, from, false, limit).await?;
                 metrics::counter!(tamma_core::metric_names::EVENTS_SUBSCRIBED_TOTAL)
                     .increment(page.len() as u64);
                 Ok(page)

@@ -268,7 +268,8 @@ async fn pump(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_the_server_never_answers_fails_as_unavailable_and_the_store_recovers() {
+async fn a_server_that_never_answers_fails_appends_and_reads_as_unavailable_and_the_store_recovers()
+{
     let db = TestDb::create().await;
     let proxy = Proxy::start().await;
     let config = tamma_events_postgres::PostgresConfig {
@@ -292,6 +293,25 @@ async fn a_commit_the_server_never_answers_fails_as_unavailable_and_the_store_re
         .unwrap_err();
     assert_eq!(err.category(), "unavailable", "{err}");
     assert!(err.to_string().contains("did not answer"), "{err}");
+    // Reads end too, the same way.
+    let err = tokio::time::timeout(Duration::from_secs(20), store.head())
+        .await
+        .expect("the read must end on its own")
+        .unwrap_err();
+    assert_eq!(err.category(), "unavailable", "{err}");
+    let read = tokio::time::timeout(
+        Duration::from_secs(20),
+        store
+            .read(Query::all(), tamma_events::ReadOptions::forwards())
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the read must end on its own");
+    assert!(
+        read.iter()
+            .any(|r| r.as_ref().is_err_and(|e| e.category() == "unavailable")),
+        "{read:?}"
+    );
 
     // Healed: health names the failed commit until one succeeds; the retry with the same id and the
     // next append both go through, and every event is stored once.
