@@ -302,7 +302,18 @@ impl Inner {
         // Session lock: retention runs in several transactions, and never twice at once.
         c.execute("SELECT pg_advisory_lock($1)", &[&RETENTION_LOCK])
             .await
-            .map_err(to_store_error)?;
+            .map_err(|e| match crate::error::classify(&e) {
+                // A statement timeout here is the wait for the lock, not the work: say whose.
+                crate::error::PgErrorClass::Transient => Error::backend(
+                    format!(
+                        "waiting for the retention lock, which another process holds while it \
+                         applies retention: {}",
+                        crate::error::describe(&e)
+                    ),
+                    true,
+                ),
+                _ => to_store_error(e),
+            })?;
         let result = delete_prefix(&mut c, cutoff).await;
         let unlocked = c
             .execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK])

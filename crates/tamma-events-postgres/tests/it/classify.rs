@@ -406,3 +406,29 @@ async fn a_revoked_privilege_makes_the_store_unavailable_and_says_so_in_health()
         .await;
     outcome.unwrap();
 }
+
+#[tokio::test]
+async fn retention_waiting_too_long_for_another_process_says_so() {
+    let db = TestDb::create().await;
+    let config = tamma_events_postgres::PostgresConfig {
+        statement_timeout: DurationMs::from_millis(300),
+        ..db.config()
+    };
+    let store = PostgresStore::connect(&config, Limits::default())
+        .await
+        .unwrap();
+    let other = db.client().await;
+    other
+        .execute("SELECT pg_advisory_lock(6071218766870478851)", &[])
+        .await
+        .unwrap();
+    let e = store
+        .delete_before(chrono::Utc::now())
+        .await
+        .expect_err("the lock is held");
+    assert!(e.is_transient(), "{e}");
+    assert!(
+        e.to_string().contains("retention lock") && e.to_string().contains("57014"),
+        "{e}"
+    );
+}
