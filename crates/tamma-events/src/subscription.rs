@@ -34,14 +34,23 @@ struct State {
     buf: VecDeque<SequencedEvent>,
     must_fetch: bool,
     done: bool,
+    /// Transient read errors in a row (see [`RETRIES`]).
+    failed_reads: u32,
 }
+
+/// Transient read errors (a killed connection, a busy pool) a subscription rides out in a row, waiting
+/// 100, 200, then 400 ms, before it yields the error and ends: a blip of the database then costs a live
+/// subscriber nothing, while an outage still reaches it within a second.
+const RETRIES: u32 = 3;
 
 /// A subscription stream over a backend that keeps positions gapless and in commit order: it reads pages
 /// after its cursor, and when it has read up to the head it waits for the head to move.
 ///
 /// Each subscriber pulls at its own pace from its own cursor, so a slow subscriber holds at most one page
-/// in memory and never slows the writer or other subscribers (backpressure, no loss). A read error is
-/// yielded once and ends the stream; the subscriber resumes after the last position it received.
+/// in memory and never slows the writer or other subscribers (backpressure, no loss). A transient read
+/// error is retried a few times ([`RETRIES`]) from the same cursor; a read error that persists, or a
+/// permanent one, is yielded once and ends the stream, and the subscriber resumes after the last
+/// position it received.
 pub fn subscription(src: SubscriptionSource, query: Query, after: u64) -> EventStream {
     let state = State {
         src,
@@ -51,6 +60,7 @@ pub fn subscription(src: SubscriptionSource, query: Query, after: u64) -> EventS
         buf: VecDeque::new(),
         must_fetch: true,
         done: false,
+        failed_reads: 0,
     };
     Box::pin(futures::stream::unfold(state, |mut st| async move {
         loop {
@@ -74,11 +84,17 @@ pub fn subscription(src: SubscriptionSource, query: Query, after: u64) -> EventS
                 return None;
             };
             match (st.src.fetch)(st.query.clone(), from, st.src.page_size).await {
+                Err(e) if e.is_transient() && st.failed_reads < RETRIES => {
+                    tokio::time::sleep(Duration::from_millis(100 << st.failed_reads)).await;
+                    st.failed_reads += 1;
+                    st.must_fetch = true;
+                }
                 Err(e) => {
                     st.done = true;
                     return Some((Err(e), st));
                 }
                 Ok(page) => {
+                    st.failed_reads = 0;
                     let full = page.len() as u64 >= st.src.page_size;
                     if !full {
                         st.scanned = st.scanned.max(seen);
@@ -103,5 +119,65 @@ async fn wait(src: &mut SubscriptionSource) -> bool {
                 Either::Right(_) => true,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::{Error, Event};
+
+    /// A source whose reads fail with `error` the first `failures` times, then return one event.
+    fn failing(failures: u32, error: fn() -> Error) -> (SubscriptionSource, watch::Sender<u64>) {
+        let (tx, rx) = watch::channel(1);
+        let calls = Arc::new(AtomicU32::new(0));
+        let fetch: PageFetch = Arc::new(move |_, from, _| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n < failures {
+                    return Err(error());
+                }
+                Ok(if from == 1 {
+                    vec![SequencedEvent {
+                        position: 1,
+                        recorded_at: chrono::Utc::now(),
+                        event: Event::new("A"),
+                    }]
+                } else {
+                    Vec::new()
+                })
+            })
+        });
+        let src = SubscriptionSource {
+            fetch,
+            head: rx,
+            poll_interval: None,
+            page_size: 10,
+        };
+        (src, tx)
+    }
+
+    #[tokio::test]
+    async fn a_subscription_rides_out_a_few_transient_read_errors_and_ends_on_more() {
+        let unavailable = || Error::unavailable("the connection was killed");
+        let (src, _head) = failing(RETRIES, unavailable);
+        let first = subscription(src, Query::all(), 0).next().await.unwrap();
+        assert_eq!(first.unwrap().position, 1);
+
+        let (src, _head) = failing(RETRIES + 1, unavailable);
+        let first = subscription(src, Query::all(), 0).next().await.unwrap();
+        assert_eq!(first.unwrap_err().category(), "unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_permanent_read_error_ends_the_subscription_at_once() {
+        let (src, _head) = failing(1, || Error::backend("a broken query", false));
+        let mut sub = subscription(src, Query::all(), 0);
+        assert!(sub.next().await.unwrap().is_err());
+        assert!(sub.next().await.is_none());
     }
 }
