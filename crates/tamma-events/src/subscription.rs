@@ -48,9 +48,9 @@ const RETRIES: u32 = 3;
 ///
 /// Each subscriber pulls at its own pace from its own cursor, so a slow subscriber holds at most one page
 /// in memory and never slows the writer or other subscribers (backpressure, no loss). A transient read
-/// error is retried a few times ([`RETRIES`]) from the same cursor; a read error that persists, or a
-/// permanent one, is yielded once and ends the stream, and the subscriber resumes after the last
-/// position it received.
+/// error is retried up to three times (100, 200, 400 ms) from the same cursor; a read error that
+/// persists, or a permanent one, is yielded once and ends the stream, and the subscriber resumes after
+/// the last position it received.
 pub fn subscription(src: SubscriptionSource, query: Query, after: u64) -> EventStream {
     let state = State {
         src,
