@@ -14,7 +14,8 @@
 //! - A background thread copies committed WAL pages into the database file (a passive checkpoint), so
 //!   the writer's own checkpoint finds little left to copy; the writer's WAL writes go out as one
 //!   `pwrite` per commit through a small VFS over SQLite's default one (the file format and locking
-//!   are SQLite's own: other processes open the file with any SQLite).
+//!   are SQLite's own: other processes open the file with any SQLite). The writer binds the events'
+//!   texts to its inserts in place (`SQLITE_STATIC`), where rusqlite would have SQLite copy each one.
 //!
 //! ```
 //! use futures::TryStreamExt;
@@ -36,6 +37,7 @@
 
 mod error;
 mod schema;
+mod static_bind;
 mod store;
 mod wal_buffer;
 

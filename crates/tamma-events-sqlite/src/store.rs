@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, store_error};
 use crate::schema::{self, Encoded, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION, to_i64};
+use crate::static_bind::{OwnedStatements, Statements};
 
 /// Settings of a [`SqliteStore`] beyond its path.
 #[derive(Clone, Debug)]
@@ -293,7 +294,7 @@ impl SqliteStore {
                 .spawn(move || {
                     Writer {
                         path: writer_path,
-                        conn,
+                        conn: OwnedStatements::new(conn, CHUNKS.len()),
                         head_tx,
                         shared,
                         last_recorded: 0,
@@ -750,7 +751,8 @@ fn next_request(rx: &mpsc::Receiver<Request>) -> Option<Request> {
 struct Writer {
     /// The database file (named in errors).
     path: PathBuf,
-    conn: Connection,
+    /// The writing connection, with its event inserts (bound without copies).
+    conn: OwnedStatements,
     head_tx: watch::Sender<u64>,
     shared: Arc<Shared>,
     last_recorded: i64,
@@ -821,6 +823,7 @@ impl Writer {
                 } => {
                     let saved = self
                         .conn
+                        .conn()
                         .prepare_cached(
                             "INSERT INTO cursors (name, position) VALUES (?1, ?2)
                              ON CONFLICT (name) DO UPDATE SET position = excluded.position",
@@ -932,11 +935,10 @@ impl Writer {
         gather: Gather<'_>,
         now: i64,
     ) -> rusqlite::Result<(u64, u64)> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (tx, inserts) = self.conn.transaction(TransactionBehavior::Immediate)?;
         let mut w = GroupWrite {
             tx: &tx,
+            inserts,
             path: &self.path,
             now,
             stored: schema::head(&tx)?,
@@ -997,9 +999,7 @@ impl Writer {
     }
 
     fn delete_before(&mut self, cutoff: i64) -> rusqlite::Result<u64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (tx, _) = self.conn.transaction(TransactionBehavior::Immediate)?;
         let last: Option<i64> = tx.query_row(
             "SELECT max(position) FROM events WHERE recorded_at < ?1",
             [cutoff],
@@ -1041,6 +1041,8 @@ struct Gather<'a> {
 /// while the transaction runs.
 struct GroupWrite<'a> {
     tx: &'a Connection,
+    /// The event inserts, on the connection of `tx`.
+    inserts: Statements<'a>,
     /// The database file (named in errors).
     path: &'a Path,
     now: i64,
@@ -1133,7 +1135,7 @@ impl GroupWrite<'_> {
             .collect();
         let total: usize = encoded.iter().map(|e| e.len()).sum();
         if collected.len() > 1 {
-            if insert_events(self.tx, &encoded, self.stored, self.now)? == total {
+            if insert_events(&mut self.inserts, &encoded, self.stored, self.now)? == total {
                 let events: Vec<&[Event]> = collected
                     .iter()
                     .map(|&k| &group[k].payload.events[..])
@@ -1148,7 +1150,8 @@ impl GroupWrite<'_> {
         }
         for (&k, encoded) in collected.iter().zip(encoded) {
             let p = &group[k];
-            if insert_events(self.tx, &[encoded], self.stored, self.now)? < encoded.len() {
+            if insert_events(&mut self.inserts, &[encoded], self.stored, self.now)? < encoded.len()
+            {
                 self.undo_short_insert()?;
                 results[k] = Some(check(self.tx, p)?.unwrap_or_else(|| {
                     Err(tamma_events::Error::backend(
@@ -1292,7 +1295,7 @@ static INSERT_RUNS: LazyLock<[[String; 8]; 2]> = LazyLock::new(|| {
 /// Inserts the events of `appends`, in order, at the positions after `head`, skipping those whose id is
 /// stored; returns how many rows were inserted.
 fn insert_events(
-    tx: &Connection,
+    inserts: &mut Statements<'_>,
     appends: &[&Encoded],
     head: u64,
     now: i64,
@@ -1304,26 +1307,31 @@ fn insert_events(
     let mut inserted = 0;
     let mut pos = to_i64(head);
     for (which, size) in chunks(total) {
-        let mut stmt = tx.prepare_cached(&INSERT_EVENTS[which])?;
-        let mut i = 0;
-        for (k, (events, e)) in rows.by_ref().take(size).enumerate() {
-            pos += 1;
-            // The statement's first row names its position, the others take the next (see
-            // `INSERT_EVENTS`).
-            if k == 0 {
-                stmt.raw_bind_parameter(i + 1, pos)?;
-                i += 1;
+        let stmt = inserts.get(which, &INSERT_EVENTS[which])?;
+        inserted += stmt.execute(|b| {
+            let mut i = 0;
+            for (k, (events, e)) in rows.by_ref().take(size).enumerate() {
+                pos += 1;
+                // The statement's first row names its position, the others take the next (see
+                // `INSERT_EVENTS`).
+                if k == 0 {
+                    b.int(i + 1, pos)?;
+                    i += 1;
+                }
+                b.blob(i + 1, &e.id)?;
+                b.text(i + 2, events.event_type(e))?;
+                b.int(i + 3, e.timestamp.unwrap_or(now))?;
+                b.int(i + 4, now)?;
+                b.text(i + 5, events.tags(e))?;
+                match events.metadata(e) {
+                    Some(m) => b.text(i + 6, m)?,
+                    None => b.null(i + 6)?,
+                }
+                b.text(i + 7, events.data(e))?;
+                i += 7;
             }
-            stmt.raw_bind_parameter(i + 1, &e.id[..])?;
-            stmt.raw_bind_parameter(i + 2, events.event_type(e))?;
-            stmt.raw_bind_parameter(i + 3, e.timestamp.unwrap_or(now))?;
-            stmt.raw_bind_parameter(i + 4, now)?;
-            stmt.raw_bind_parameter(i + 5, events.tags(e))?;
-            stmt.raw_bind_parameter(i + 6, events.metadata(e))?;
-            stmt.raw_bind_parameter(i + 7, events.data(e))?;
-            i += 7;
-        }
-        inserted += stmt.raw_execute()?;
+            Ok(())
+        })?;
     }
     Ok(inserted)
 }

@@ -24,8 +24,10 @@ pub enum EventSource {
 ///
 /// `correlationId` groups every event of one piece of work (a workflow run, a request and all it caused);
 /// `causationId` is the id of the event (or request) that directly caused this one.
-// `Deserialize` is written by hand below: the derived one buffers every entry because of `flatten`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+// `Serialize` and `Deserialize` are written by hand below: the derived ones go through serde's
+// `flatten` machinery (the derived `Deserialize` buffers every entry), which costs more than the rest of
+// encoding an event. The `serde` attributes still describe the JSON form to `schemars`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventMetadata {
     /// Version of the workflow definition that produced the event.
@@ -76,6 +78,37 @@ impl EventMetadata {
             ]
         });
         named.chain(free)
+    }
+}
+
+impl Serialize for EventMetadata {
+    /// The named keys that are set, in declaration order, then the free keys in key order: what the
+    /// derived implementation with `flatten` wrote.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        if let Some(v) = &self.workflow_version {
+            m.serialize_entry("workflowVersion", v)?;
+        }
+        if let Some(v) = &self.event_source {
+            m.serialize_entry("eventSource", v)?;
+        }
+        let named = [
+            ("userId", &self.user_id),
+            ("sessionId", &self.session_id),
+            ("requestId", &self.request_id),
+            ("correlationId", &self.correlation_id),
+            ("causationId", &self.causation_id),
+        ];
+        for (k, v) in named {
+            if let Some(v) = v {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }
 
@@ -448,7 +481,75 @@ impl<'de> Deserialize<'de> for SequencedEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// `EventMetadata` as it was declared with derived `Serialize` (and `flatten`), the reference
+    /// for the hand-written implementation.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct DerivedMetadata<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        workflow_version: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event_source: &'a Option<EventSource>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_id: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        correlation_id: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        causation_id: &'a Option<String>,
+        #[serde(flatten)]
+        extra: &'a BTreeMap<String, String>,
+    }
+
+    fn text() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[a-zA-Z0-9\"\\\\\n\u{e9}\u{1F600} -]{0,12}")
+    }
+
+    proptest! {
+        #[test]
+        fn metadata_serializes_as_the_derived_implementation_did(
+            workflow_version in text(),
+            source in proptest::option::of(prop_oneof![
+                Just(EventSource::System), Just(EventSource::User), Just(EventSource::Plugin)
+            ]),
+            user_id in text(),
+            session_id in text(),
+            request_id in text(),
+            correlation_id in text(),
+            causation_id in text(),
+            extra in proptest::collection::btree_map("[a-zA-Z\"\u{e9}]{0,8}", "[a-z\"\n]{0,8}", 0..4),
+        ) {
+            let m = EventMetadata {
+                workflow_version,
+                event_source: source,
+                user_id,
+                session_id,
+                request_id,
+                correlation_id,
+                causation_id,
+                extra,
+            };
+            let derived = DerivedMetadata {
+                workflow_version: &m.workflow_version,
+                event_source: &m.event_source,
+                user_id: &m.user_id,
+                session_id: &m.session_id,
+                request_id: &m.request_id,
+                correlation_id: &m.correlation_id,
+                causation_id: &m.causation_id,
+                extra: &m.extra,
+            };
+            let ours = serde_json::to_string(&m).unwrap();
+            prop_assert_eq!(&ours, &serde_json::to_string(&derived).unwrap());
+            prop_assert_eq!(serde_json::from_str::<EventMetadata>(&ours).unwrap(), m);
+        }
+    }
 
     #[test]
     fn wire_round_trip() {

@@ -96,7 +96,9 @@ pub fn validate_append_sized(
             });
         }
     }
-    if events.len() > 1 {
+    // Ids in increasing order (UUIDv7s made one after another) cannot repeat: the set is built only
+    // when they are not.
+    if events.len() > 1 && !events.windows(2).all(|w| w[0].id < w[1].id) {
         let mut seen = HashSet::with_capacity(events.len());
         let repeated: Vec<_> = events
             .iter()
@@ -231,6 +233,12 @@ mod tests {
         let e = Event::new("A");
         let err = validate_append(&[e.clone(), e.clone()], None, &l).unwrap_err();
         assert!(matches!(err, Error::DuplicateEventId { ids } if ids == vec![e.id]));
+        // Increasing ids pass without the set; a repeat after them is still found.
+        let (a, b) = (Event::new("A"), Event::new("B"));
+        assert!(a.id < b.id);
+        validate_append(&[a.clone(), b.clone()], None, &l).unwrap();
+        let err = validate_append(&[a.clone(), b.clone(), a.clone()], None, &l).unwrap_err();
+        assert!(matches!(err, Error::DuplicateEventId { ids } if ids == vec![a.id]));
         let c = AppendCondition::new(Query::item(QueryItem::default()));
         let err = validate_append(&[Event::new("A")], Some(&c), &l).unwrap_err();
         assert_eq!(err.path(), Some("condition.failIfEventsMatch.items[0]"));
