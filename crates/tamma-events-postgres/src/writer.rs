@@ -56,7 +56,9 @@ impl Request {
             metadata.push(if e.metadata.is_empty() {
                 None
             } else {
-                Some(to_json(&e.metadata)?)
+                let mut buf = Vec::with_capacity(128);
+                e.metadata.write_json(&mut buf);
+                Some(String::from_utf8(buf).map_err(|e| Error::backend(e, false))?)
             });
             data.push(e.data.as_json().to_owned());
             tags.push(tags_literal(&e.tags));
@@ -99,10 +101,6 @@ pub(crate) fn tags_literal(tags: &tamma_events::Tags) -> String {
     }
     out.push('}');
     out
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| Error::backend(e, false))
 }
 
 /// The writer's connection and its prepared append statement.

@@ -65,6 +65,22 @@ async fn writers(store: &Arc<SqliteStore>, writers: u64, per_append: u64, calls:
     n
 }
 
+/// The default options, with experiments from the environment: `HOT_PATH_AUTOCHECKPOINT` (WAL pages)
+/// and `HOT_PATH_CHECKPOINT_MS` (the background checkpoint interval; 0 turns it off).
+fn options() -> SqliteOptions {
+    let mut o = SqliteOptions::default();
+    // A bench binary, not the runtime: its experiments come from its own environment.
+    #[allow(clippy::disallowed_methods)]
+    let var = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(pages) = var("HOT_PATH_AUTOCHECKPOINT") {
+        o.wal_autocheckpoint_pages = u32::try_from(pages).unwrap();
+    }
+    if let Some(ms) = var("HOT_PATH_CHECKPOINT_MS") {
+        o.checkpoint_interval = (ms > 0).then(|| std::time::Duration::from_millis(ms));
+    }
+    o
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -83,9 +99,7 @@ fn main() {
         .build()
         .unwrap();
     let moved = rt.block_on(async {
-        let open = |name: &str| {
-            Arc::new(SqliteStore::open(dir.join(name), SqliteOptions::default()).unwrap())
-        };
+        let open = |name: &str| Arc::new(SqliteStore::open(dir.join(name), options()).unwrap());
         match workload.as_str() {
             "w1" => writers(&open("w.db"), 1, 1, count).await,
             "w16" => writers(&open("w.db"), 16, 1, count).await,

@@ -169,21 +169,6 @@ impl Encoded {
     }
 }
 
-/// Appends `value` as compact JSON to `buf`, returning where it is; `fallback` when it cannot be
-/// written (it always can: string keys only).
-fn json_into<T: serde::Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
-    value: &T,
-    fallback: &str,
-) -> std::ops::Range<usize> {
-    let start = buf.len();
-    if serde_json::to_writer(&mut *buf, value).is_err() {
-        buf.truncate(start);
-        buf.extend_from_slice(fallback.as_bytes());
-    }
-    start..buf.len()
-}
-
 /// Encodes the events of one append.
 pub(crate) fn encode(events: &[Event]) -> Encoded {
     let mut buf = Vec::with_capacity(events.len() * 512);
@@ -197,11 +182,17 @@ pub(crate) fn encode(events: &[Event]) -> Encoded {
                 buf.extend_from_slice(e.event_type.as_bytes());
                 start..buf.len()
             },
-            tags: json_into(&mut buf, &e.tags, "[]"),
+            tags: {
+                let start = buf.len();
+                e.tags.write_json(&mut buf);
+                start..buf.len()
+            },
             metadata: if e.metadata.is_empty() {
                 0..0
             } else {
-                json_into(&mut buf, &e.metadata, "{}")
+                let start = buf.len();
+                e.metadata.write_json(&mut buf);
+                start..buf.len()
             },
             // Already JSON text: copied, not serialized (which would check it again).
             data: {
@@ -211,7 +202,8 @@ pub(crate) fn encode(events: &[Event]) -> Encoded {
             },
         })
         .collect();
-    // serde_json writes only valid UTF-8, so this never takes the fallback.
+    // Made of `&str`s and ASCII punctuation (or serde_json's output), so valid UTF-8: this never takes
+    // the fallback.
     let buf = String::from_utf8(buf).unwrap_or_default();
     Encoded { buf, rows }
 }

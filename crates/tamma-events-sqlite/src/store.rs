@@ -298,6 +298,7 @@ impl SqliteStore {
                         head_tx,
                         shared,
                         last_recorded: 0,
+                        last: LastPositions::default(),
                         checkpoints,
                         queued_during_commit: 0,
                     }
@@ -760,6 +761,90 @@ struct Writer {
     checkpoints: Option<mpsc::SyncSender<()>>,
     /// Appends queued while the last group was written, before its appenders were answered.
     queued_during_commit: usize,
+    /// Where the tags and types written last are, to pass most conditions without a query.
+    last: LastPositions,
+}
+
+/// Most keys [`LastPositions`] tracks; past that it starts over from the head.
+const MAX_TRACKED_KEYS: usize = 65_536;
+
+/// An upper bound of the last position of every tag and type: the position this writer last wrote an
+/// event with the key, or `base` for a key it has not written since it started tracking at `base`.
+/// An append condition none of whose query items can match after its `after` by these bounds passes
+/// without a query (most conditions: a writer appending to its own stream after reading it).
+///
+/// A bound stays a bound when events are removed (retention) or a transaction rolls back: both only
+/// lower the true last position. Writes by another process sharing the file are not seen, so tracking
+/// starts over whenever the head at the start of a transaction is not the one this writer committed.
+#[derive(Default)]
+struct LastPositions {
+    /// The head after this writer's last commit; `None` while a transaction is open or after one
+    /// failed (tracking starts over at the next).
+    head: Option<u64>,
+    base: u64,
+    tags: std::collections::HashMap<String, u64>,
+    types: std::collections::HashMap<String, u64>,
+}
+
+impl LastPositions {
+    /// At the start of a transaction that found the head at `head`: starts over unless that is the head
+    /// this writer committed last.
+    fn begin(&mut self, head: u64) {
+        if self.head != Some(head) || self.tags.len() + self.types.len() > MAX_TRACKED_KEYS {
+            self.base = head;
+            self.tags.clear();
+            self.types.clear();
+        }
+        self.head = None;
+    }
+
+    /// After the transaction committed with the head at `head`.
+    fn committed(&mut self, head: u64) {
+        self.head = Some(head);
+    }
+
+    /// Notes `events` written at the positions from `first`.
+    fn wrote(&mut self, events: &[Event], first: u64) {
+        fn note(map: &mut std::collections::HashMap<String, u64>, key: &str, pos: u64) {
+            match map.get_mut(key) {
+                Some(p) => *p = pos,
+                None => {
+                    map.insert(key.to_owned(), pos);
+                }
+            }
+        }
+        for (e, pos) in events.iter().zip(first..) {
+            for tag in e.tags.iter() {
+                note(&mut self.tags, tag, pos);
+            }
+            note(&mut self.types, &e.event_type, pos);
+        }
+    }
+
+    fn bound(&self, map: &std::collections::HashMap<String, u64>, key: &str) -> u64 {
+        map.get(key).copied().unwrap_or(self.base)
+    }
+
+    /// Whether no event up to `head` (the transaction's last position) can match `c`'s query after its
+    /// `after`, by the bounds; `false` when they cannot tell.
+    fn rules_out(&self, c: &AppendCondition, head: u64) -> bool {
+        let after = c.after.unwrap_or(0);
+        let items = &c.fail_if_events_match.items;
+        if items.is_empty() {
+            return head <= after;
+        }
+        items.iter().all(|item| {
+            // An event matching the item carries every one of its tags and one of its types.
+            let tags = item.tags.iter().map(|t| self.bound(&self.tags, t)).min();
+            let types = item.types.iter().map(|t| self.bound(&self.types, t)).max();
+            let last = match (tags, types) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => head,
+            };
+            last.min(head) <= after
+        })
+    }
 }
 
 struct Pending {
@@ -936,12 +1021,15 @@ impl Writer {
         now: i64,
     ) -> rusqlite::Result<(u64, u64)> {
         let (tx, inserts) = self.conn.transaction(TransactionBehavior::Immediate)?;
+        let stored = schema::head(&tx)?;
+        self.last.begin(stored);
         let mut w = GroupWrite {
             tx: &tx,
             inserts,
+            last: &mut self.last,
             path: &self.path,
             now,
-            stored: schema::head(&tx)?,
+            stored,
             collected: Vec::new(),
             collected_ids: HashSet::new(),
             written: 0,
@@ -995,6 +1083,7 @@ impl Writer {
         w.flush(group, results)?;
         let (head, written) = (w.stored, w.written);
         tx.commit()?;
+        self.last.committed(head);
         Ok((head, written))
     }
 
@@ -1043,6 +1132,7 @@ struct GroupWrite<'a> {
     tx: &'a Connection,
     /// The event inserts, on the connection of `tx`.
     inserts: Statements<'a>,
+    last: &'a mut LastPositions,
     /// The database file (named in errors).
     path: &'a Path,
     now: i64,
@@ -1051,6 +1141,7 @@ struct GroupWrite<'a> {
     /// Indices in the group of the appends collected for insertion, in order; they take the positions
     /// after `stored`.
     collected: Vec<usize>,
+    /// The ids of the collected appends, once a second append joins (empty until then).
     collected_ids: HashSet<Uuid>,
     written: u64,
 }
@@ -1063,19 +1154,34 @@ impl GroupWrite<'_> {
     /// repeats stored events, else collects it for insertion.
     fn take(&mut self, group: &[Pending], results: &mut Answers, k: usize) -> rusqlite::Result<()> {
         let p = &group[k];
-        if p.payload
-            .events
-            .iter()
-            .any(|e| self.collected_ids.contains(&e.id))
-        {
-            self.flush(group, results)?;
+        if !self.collected.is_empty() {
+            // The set is built when a second append joins: a lone append (a large one, say) never
+            // needs it.
+            if self.collected_ids.is_empty() {
+                for &j in &self.collected {
+                    self.collected_ids
+                        .extend(group[j].payload.events.iter().map(|e| e.id));
+                }
+            }
+            if p.payload
+                .events
+                .iter()
+                .any(|e| self.collected_ids.contains(&e.id))
+            {
+                self.flush(group, results)?;
+            }
         }
         // The condition first: when it fails, the full check decides between a duplicate (answered
         // with the original positions), a rejected id and the condition failure, in that order.
         if let Some(c) = &p.payload.condition {
             // A condition the database cannot run fails its own append, not the group: SQLite ends
             // only the statement, the transaction goes on.
-            let mut hit = match condition_hit(self.tx, c) {
+            let ruled_out = self.last.rules_out(c, self.stored);
+            let mut hit = match if ruled_out {
+                Ok(None)
+            } else {
+                condition_hit(self.tx, c)
+            } {
                 Ok(hit) => hit,
                 Err(e) => {
                     results[k] = Some(Err(store_error(self.path, Arc::new(e))));
@@ -1096,8 +1202,10 @@ impl GroupWrite<'_> {
         if let Some(d) = p.delay {
             std::thread::sleep(d);
         }
-        self.collected_ids
-            .extend(p.payload.events.iter().map(|e| e.id));
+        if !self.collected_ids.is_empty() {
+            self.collected_ids
+                .extend(p.payload.events.iter().map(|e| e.id));
+        }
         self.collected.push(k);
         Ok(())
     }
@@ -1141,8 +1249,8 @@ impl GroupWrite<'_> {
                     .map(|&k| &group[k].payload.events[..])
                     .collect();
                 insert_runs(self.tx, &events, self.stored)?;
-                for (&k, e) in collected.iter().zip(&encoded) {
-                    self.accept(results, k, e.len());
+                for &k in &collected {
+                    self.accept(results, k, &group[k].payload.events);
                 }
                 return Ok(());
             }
@@ -1162,7 +1270,7 @@ impl GroupWrite<'_> {
                 continue;
             }
             insert_runs(self.tx, &[&p.payload.events[..]], self.stored)?;
-            self.accept(results, k, encoded.len());
+            self.accept(results, k, &p.payload.events);
         }
         Ok(())
     }
@@ -1176,7 +1284,9 @@ impl GroupWrite<'_> {
     }
 
     /// Answers append `k`, written at the `n` positions after `stored`.
-    fn accept(&mut self, results: &mut Answers, k: usize, n: usize) {
+    fn accept(&mut self, results: &mut Answers, k: usize, events: &[Event]) {
+        let n = events.len();
+        self.last.wrote(events, self.stored + 1);
         let positions: Vec<u64> = (self.stored + 1..=self.stored + n as u64).collect();
         self.stored += n as u64;
         self.written += n as u64;
@@ -1409,6 +1519,64 @@ fn insert_runs(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tamma_events::QueryItem;
+
+    #[test]
+    fn last_positions_rule_out_only_what_cannot_match() {
+        let mut last = LastPositions::default();
+        last.begin(10);
+        // Positions 11 (A: a, b), 12 (B: b), 13 (A: c).
+        last.wrote(
+            &[
+                Event::new("A").tag("a").tag("b"),
+                Event::new("B").tag("b"),
+                Event::new("A").tag("c"),
+            ],
+            11,
+        );
+        let head = 13;
+        let out = |item: QueryItem, after: u64| {
+            last.rules_out(&AppendCondition::new(Query::item(item)).after(after), head)
+        };
+        // One tag: its last write.
+        assert!(out(QueryItem::tags(["a"]), 11));
+        assert!(!out(QueryItem::tags(["a"]), 10));
+        // A tag not written since tracking began: nothing after the base.
+        assert!(out(QueryItem::tags(["z"]), 10));
+        assert!(!out(QueryItem::tags(["z"]), 9));
+        // Several tags: the rarest bounds the item.
+        assert!(out(QueryItem::tags(["b", "a"]), 11));
+        assert!(out(QueryItem::tags(["b", "c"]), 12));
+        assert!(!out(QueryItem::tags(["b", "c"]), 11));
+        // Types: any of them; with tags, both must fit.
+        assert!(!out(QueryItem::types(["A", "B"]), 12));
+        assert!(out(QueryItem::types(["B"]), 12));
+        assert!(out(QueryItem::types(["A"]).with_tag("b"), 12));
+        assert!(!out(QueryItem::types(["A"]).with_tag("b"), 10));
+        // Items OR'd: every one must be ruled out.
+        let two = Query::from_items([QueryItem::tags(["a"]), QueryItem::tags(["c"])]);
+        assert!(!last.rules_out(&AppendCondition::new(two.clone()).after(12), head));
+        assert!(last.rules_out(&AppendCondition::new(two).after(13), head));
+        // The whole log: the head.
+        assert!(!last.rules_out(&AppendCondition::new(Query::all()).after(12), head));
+        assert!(last.rules_out(&AppendCondition::new(Query::all()).after(13), head));
+        // No `after`: anything written matches.
+        assert!(!last.rules_out(
+            &AppendCondition::new(Query::item(QueryItem::tags(["a"]))),
+            head
+        ));
+        // Another head than the one committed: tracking starts over from it.
+        last.committed(13);
+        last.begin(14);
+        assert!(!last.rules_out(
+            &AppendCondition::new(Query::item(QueryItem::tags(["a"]))).after(13),
+            14
+        ));
+        assert!(last.rules_out(
+            &AppendCondition::new(Query::item(QueryItem::tags(["a"]))).after(14),
+            14
+        ));
+    }
 
     #[test]
     fn the_group_wait_halves_when_appenders_do_not_come_back_and_recovers_when_they_do() {

@@ -181,7 +181,25 @@ impl EventMetadata {
     /// Whether no key is set.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        // Destructured, so a new field cannot be forgotten here.
+        let Self {
+            workflow_version,
+            event_source,
+            user_id,
+            session_id,
+            request_id,
+            correlation_id,
+            causation_id,
+            extra,
+        } = self;
+        workflow_version.is_none()
+            && event_source.is_none()
+            && user_id.is_none()
+            && session_id.is_none()
+            && request_id.is_none()
+            && correlation_id.is_none()
+            && causation_id.is_none()
+            && extra.is_empty()
     }
 }
 

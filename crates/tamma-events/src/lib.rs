@@ -44,6 +44,7 @@ mod data;
 mod error;
 mod event;
 mod filter;
+mod json;
 mod memory;
 mod query;
 mod store;
@@ -62,6 +63,7 @@ pub use event::{
     Event, EventMetadata, EventSource, MAX_TAG_LEN, MAX_TYPE_LEN, SequencedEvent, TIMESTAMP_YEARS,
 };
 pub use filter::{EventFilter, glob_match, read_filtered};
+pub use json::write_json_str;
 pub use memory::MemoryStore;
 pub use query::{AppendCondition, MAX_QUERY_ITEMS, MAX_QUERY_TERMS, Query, QueryItem, ReadOptions};
 pub use store::{
