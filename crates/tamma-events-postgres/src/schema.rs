@@ -22,6 +22,7 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "append_tags_literal",
         include_str!("../migrations/0004_append_tags_literal.sql"),
     ),
+    (5, "runs", include_str!("../migrations/0005_runs.sql")),
 ];
 
 /// Advisory-lock key held (transaction-scoped) by every append: "TAMMA" + 1.
@@ -38,7 +39,7 @@ pub(crate) const CHANNEL: &str = "tamma_events";
 /// The group-commit statement: one call appends a whole batch (see
 /// `migrations/0004_append_tags_literal.sql`).
 pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found \
-     FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
 /// The committed head.
 pub(crate) const HEAD_SQL: &str = "SELECT tamma_head()";
@@ -187,9 +188,11 @@ impl PageSql {
 /// The SQL of one page: events matching `query` from `from` (inclusive; the highest position when
 /// `backwards`), at most `limit`, in position order.
 ///
-/// Each item becomes ordered branches that stop at the limit: an item with tags walks the first tag's
-/// `(tag, position)` entries and checks the other tags and the types on the event row; an item with types
-/// only walks `(type, position)` once per type. Several branches are merged and deduplicated by position.
+/// Each item becomes ordered branches that stop at the limit: an item with tags walks the runs of its
+/// first tag and reads the events each covers, checking the other tags and the types on the event row;
+/// an item with types only walks the runs of each type the same way. Runs of one key never overlap, so
+/// runs in order of their first position and each one's events in order of position come out in
+/// position order. Several branches are merged and deduplicated by position.
 pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) -> PageSql {
     let (cmp, dir) = if backwards {
         ("<=", "DESC")
@@ -211,10 +214,8 @@ pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) ->
     };
     for item in &query.items {
         if let Some(first) = item.tags.iter().next() {
-            let mut cond = format!(
-                "t.tag = ${} AND t.position {cmp} $1",
-                push(Box::new(first.to_owned()), &mut params)
-            );
+            let key = push(Box::new(first.to_owned()), &mut params);
+            let mut cond = runs_cond("tamma_tag_runs", "tag", key, backwards);
             if item.tags.len() > 1 {
                 let all: Vec<String> = item.tags.iter().map(str::to_owned).collect();
                 cond += &format!(" AND e.tags @> ${}", push(Box::new(all), &mut params));
@@ -225,28 +226,31 @@ pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) ->
                     push(Box::new(item.types.clone()), &mut params)
                 );
             }
-            branches.push((
-                "FROM tamma_event_tags t JOIN tamma_events e ON e.position = t.position".to_owned(),
-                cond,
-                "t.position",
-            ));
+            branches.push(("tamma_tag_runs", cond));
         } else {
             for ty in &item.types {
-                let cond = format!(
-                    "e.type = ${} AND e.position {cmp} $1",
-                    push(Box::new(ty.clone()), &mut params)
-                );
-                branches.push(("FROM tamma_events e".to_owned(), cond, "e.position"));
+                let key = push(Box::new(ty.clone()), &mut params);
+                branches.push((
+                    "tamma_type_runs",
+                    runs_cond("tamma_type_runs", "type", key, backwards),
+                ));
             }
         }
     }
-    let sql = if let [(from_clause, cond, key)] = branches.as_slice() {
-        format!("SELECT {COLUMNS} {from_clause} WHERE {cond} ORDER BY {key} {dir} LIMIT $2")
+    let order = format!("r.first {dir}, e.position {dir}");
+    let sql = if let [(table, cond)] = branches.as_slice() {
+        format!(
+            "SELECT {COLUMNS} FROM {table} r JOIN tamma_events e ON {} WHERE {cond} ORDER BY {order} LIMIT $2",
+            range(backwards)
+        )
     } else {
         let union = branches
             .iter()
-            .map(|(from_clause, cond, key)| {
-                format!("(SELECT {key} AS position {from_clause} WHERE {cond} ORDER BY {key} {dir} LIMIT $2)")
+            .map(|(table, cond)| {
+                format!(
+                    "(SELECT e.position FROM {table} r JOIN tamma_events e ON {} WHERE {cond} ORDER BY {order} LIMIT $2)",
+                    range(backwards)
+                )
             })
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
@@ -256,6 +260,29 @@ pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) ->
         )
     };
     PageSql { sql, params }
+}
+
+/// The events a run `r` covers from the bound `$1` on (down from it, `backwards`). Each side is one
+/// expression, so the events' primary key is searched by one range per run.
+fn range(backwards: bool) -> &'static str {
+    if backwards {
+        "e.position >= r.first AND e.position <= least(r.last, $1)"
+    } else {
+        "e.position >= greatest(r.first, $1) AND e.position <= r.last"
+    }
+}
+
+/// The runs of key `$key` in `table` a scan from the bound `$1` needs: forwards, from the last run
+/// starting at or before the bound (it may cover it); backwards, every run starting at or before it.
+fn runs_cond(table: &str, col: &str, key: usize, backwards: bool) -> String {
+    if backwards {
+        format!("r.{col} = ${key} AND r.first <= $1")
+    } else {
+        format!(
+            "r.{col} = ${key} AND r.first >= coalesce((SELECT s.first FROM {table} s \
+             WHERE s.{col} = ${key} AND s.first <= $1 ORDER BY s.first DESC LIMIT 1), $1)"
+        )
+    }
 }
 
 /// `SELECT` of one event by id.
@@ -275,12 +302,14 @@ mod tests {
         assert_eq!(all.params.len(), 2);
         let one_tag = page_sql(&Query::item(QueryItem::tags(["a:1"])), 5, true, 10);
         assert!(
-            one_tag.sql.contains("t.tag = $3 AND t.position <= $1"),
+            one_tag.sql.contains("r.tag = $3 AND r.first <= $1"),
             "{}",
             one_tag.sql
         );
         assert!(
-            one_tag.sql.contains("ORDER BY t.position DESC"),
+            one_tag
+                .sql
+                .contains("ORDER BY r.first DESC, e.position DESC"),
             "{}",
             one_tag.sql
         );
@@ -302,6 +331,6 @@ mod tests {
         assert_eq!(APPEND_LOCK, 6_071_218_766_870_478_849);
         assert!(MIGRATIONS[0].2.contains("6071218766870478849"));
         assert!(MIGRATIONS[0].2.contains("p_data         text[]"));
-        assert!(APPEND_SQL.contains("$13)"));
+        assert!(APPEND_SQL.contains("$18)"));
     }
 }

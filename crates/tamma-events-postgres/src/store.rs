@@ -358,15 +358,21 @@ async fn delete_prefix(
         let through = last.min(first.saturating_add(RETENTION_CHUNK - 1));
         let n: i64 = tx
             .query_one(
-                "WITH d AS (DELETE FROM tamma_events WHERE position <= $1 RETURNING position, tags),
-                      t AS (DELETE FROM tamma_event_tags g
-                             USING (SELECT unnest(d.tags) AS tag, d.position FROM d) x
-                             WHERE g.tag = x.tag AND g.position = x.position)
+                "WITH d AS (DELETE FROM tamma_events WHERE position <= $1 RETURNING position)
                  SELECT count(*) FROM d",
                 &[&through],
             )
             .await?
             .get(0);
+        // Runs wholly removed go; a run reaching past the cut keeps its remaining part. (Appends never
+        // change a stored run, so this cannot conflict with them.)
+        tx.batch_execute(&format!(
+            "DELETE FROM tamma_tag_runs WHERE first <= {through} AND last <= {through};
+             UPDATE tamma_tag_runs SET first = {through} + 1 WHERE first <= {through} AND last > {through};
+             DELETE FROM tamma_type_runs WHERE first <= {through} AND last <= {through};
+             UPDATE tamma_type_runs SET first = {through} + 1 WHERE first <= {through} AND last > {through};"
+        ))
+        .await?;
         tx.execute(
             "UPDATE tamma_events_state SET removed_through = greatest(removed_through, $1)",
             &[&through],

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use tamma_events::{AppendCondition, AppendResult, Error, Event, IdCheck, Result, resolve_ids};
+use tamma_events::{
+    AppendCondition, AppendResult, Error, Event, IdCheck, Result, key_runs, resolve_ids,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
@@ -265,9 +267,28 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
     let mut tags: Vec<&str> = Vec::with_capacity(n);
     let mut meta: Vec<Option<&str>> = Vec::with_capacity(n);
     let mut data: Vec<&str> = Vec::with_capacity(n);
+    let mut run_counts: Vec<i32> = Vec::with_capacity(a);
+    let mut run_keys: Vec<&str> = Vec::new();
+    let mut run_first: Vec<i32> = Vec::new();
+    let mut run_last: Vec<i32> = Vec::new();
+    let mut run_type: Vec<bool> = Vec::new();
     let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
     for r in batch {
         counts.push(int(r.events.len()));
+        // The append's tag and type runs, numbered from 1 (its first event). An append holds far fewer
+        // than i32::MAX events (each is a row in memory here).
+        let numbered = || r.events.iter().zip(1i64..).map(|(e, p)| (p, e));
+        let tag_runs = key_runs(numbered(), |e| e.tags.iter());
+        let type_runs = key_runs(numbered(), |e| std::iter::once(e.event_type.as_str()));
+        run_counts.push(int(tag_runs.len() + type_runs.len()));
+        for (runs, is_type) in [(tag_runs, false), (type_runs, true)] {
+            for (key, first, last) in runs {
+                run_keys.push(key);
+                run_first.push(i32::try_from(first).unwrap_or(i32::MAX));
+                run_last.push(i32::try_from(last).unwrap_or(i32::MAX));
+                run_type.push(is_type);
+            }
+        }
         match &r.condition {
             None => {
                 after.push(None);
@@ -295,7 +316,7 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
             data.push(&r.data[i]);
         }
     }
-    let params: [&(dyn ToSql + Sync); 13] = [
+    let params: [&(dyn ToSql + Sync); 18] = [
         &counts,
         &after,
         &items,
@@ -309,6 +330,11 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
         &tags,
         &meta,
         &data,
+        &run_counts,
+        &run_keys,
+        &run_first,
+        &run_last,
+        &run_type,
     ];
     let delay = batch.iter().filter_map(|r| r.delay).max();
     let rows = if let Some(delay) = delay {

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tamma_core::metric_names as m;
 use tamma_events::{
     AppendCondition, AppendResult, Event, EventStore, EventStream, IdCheck, Limits, Query,
-    ReadOptions, SequencedEvent, StoreHealth, StoreHooks, SubscriptionSource, SyncStats,
+    ReadOptions, SequencedEvent, StoreHealth, StoreHooks, SubscriptionSource, SyncStats, key_runs,
     resolve_ids, subscription, validate_append_sized,
 };
 use tokio::sync::{oneshot, watch};
@@ -1446,47 +1446,6 @@ fn insert_events(
     Ok(inserted)
 }
 
-/// The runs of keys over events at consecutive positions: `(key, first, last)`, sorted by key then
-/// first. Each event gives its keys in `keys_of`; consecutive events sharing a key extend one run.
-///
-/// A run can only continue from the event just before, so only that event's keys are looked up (no
-/// hash map: events carry a handful of keys).
-fn runs<'e, K>(
-    events: impl Iterator<Item = (i64, &'e Event)>,
-    keys_of: impl Fn(&'e Event) -> K,
-) -> Vec<(&'e str, i64, i64)>
-where
-    K: Iterator<Item = &'e str>,
-{
-    let mut runs: Vec<(&str, i64, i64)> = Vec::new();
-    // The keys of the previous event and the index in `runs` of the run each one has open.
-    let mut open: Vec<(&str, usize)> = Vec::new();
-    let mut next: Vec<(&str, usize)> = Vec::new();
-    for (pos, event) in events {
-        next.clear();
-        for key in keys_of(event) {
-            if next.iter().any(|&(k, _)| k == key) {
-                continue; // a key given twice
-            }
-            let i = match open.iter().find(|&&(k, _)| k == key) {
-                Some(&(_, i)) if runs[i].2 == pos - 1 => {
-                    runs[i].2 = pos;
-                    i
-                }
-                _ => {
-                    runs.push((key, pos, pos));
-                    runs.len() - 1
-                }
-            };
-            next.push((key, i));
-        }
-        std::mem::swap(&mut open, &mut next);
-    }
-    // In key order, runs land next to each other in the B-tree (and each key's at its end).
-    runs.sort_unstable();
-    runs
-}
-
 /// Inserts the tag and type runs of the events of `appends`, written in order at the positions after
 /// `head`.
 fn insert_runs(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Result<()> {
@@ -1497,8 +1456,8 @@ fn insert_runs(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Re
             .zip(to_i64(head) + 1..)
             .map(|(e, pos)| (pos, e))
     };
-    let tags = runs(events(), |e| e.tags.iter());
-    let types = runs(events(), |e| std::iter::once(e.event_type.as_str()));
+    let tags = key_runs(events(), |e| e.tags.iter());
+    let types = key_runs(events(), |e| std::iter::once(e.event_type.as_str()));
     for (statements, rows) in INSERT_RUNS.iter().zip([tags, types]) {
         let mut rest = &rows[..];
         for (which, size) in chunks(rows.len()) {

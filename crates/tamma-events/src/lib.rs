@@ -47,6 +47,7 @@ mod filter;
 mod json;
 mod memory;
 mod query;
+mod runs;
 mod store;
 mod subscription;
 mod tags;
@@ -66,6 +67,7 @@ pub use filter::{EventFilter, glob_match, read_filtered};
 pub use json::write_json_str;
 pub use memory::MemoryStore;
 pub use query::{AppendCondition, MAX_QUERY_ITEMS, MAX_QUERY_TERMS, Query, QueryItem, ReadOptions};
+pub use runs::key_runs;
 pub use store::{
     AppendResult, CommitDelayFn, EventStore, EventStream, Limits, StoreHealth, StoreHooks,
     SyncStats,

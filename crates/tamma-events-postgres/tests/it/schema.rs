@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use tamma_events::{Error, Event, EventMetadata, EventStore, Limits, Query};
+use futures::{StreamExt, TryStreamExt};
+use tamma_events::{
+    AppendCondition, Error, Event, EventMetadata, EventStore, Limits, Query, QueryItem, ReadOptions,
+};
 use tamma_events_postgres::{Error as OpenError, PostgresConfig, PostgresStore};
 
 use crate::TestDb;
@@ -34,7 +36,8 @@ async fn migrations_are_versioned_idempotent_and_safe_concurrently() {
             (1, "events".to_owned()),
             (2, "cursors".to_owned()),
             (3, "append_on_conflict".to_owned()),
-            (4, "append_tags_literal".to_owned())
+            (4, "append_tags_literal".to_owned()),
+            (5, "runs".to_owned()),
         ]
     );
 }
@@ -80,13 +83,88 @@ async fn a_version_2_database_is_upgraded_in_place() {
     )
     .await
     .unwrap();
+    // Three more: k:v on 2 and 4, not on 3; type OLD on 2 and 3, OTHER on 4.
+    c.batch_execute(
+        "INSERT INTO tamma_events (position, id, type, timestamp, recorded_at, tags, data)
+         VALUES (2, gen_random_uuid(), 'OLD', now(), now(), ARRAY['k:v'], 'null'),
+                (3, gen_random_uuid(), 'OLD', now(), now(), ARRAY[]::text[], 'null'),
+                (4, gen_random_uuid(), 'OTHER', now(), now(), ARRAY['k:v'], 'null');
+         INSERT INTO tamma_event_tags (tag, position) VALUES ('k:v', 2), ('k:v', 4);",
+    )
+    .await
+    .unwrap();
     let store = db.store().await;
     let version: i32 = c
         .query_one("SELECT max(version) FROM tamma_schema_migrations", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
+    // The tag rows and the types of version 2 became runs, and queries read them.
+    let runs = |table: &'static str| {
+        let c = &c;
+        async move {
+            c.query(
+                &format!("SELECT k, first, last FROM (SELECT * FROM {table}) r (k, first, last) ORDER BY k, first"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)))
+            .collect::<Vec<_>>()
+        }
+    };
+    let own = |v: &[(&str, i64, i64)]| -> Vec<(String, i64, i64)> {
+        v.iter().map(|&(k, a, b)| (k.to_owned(), a, b)).collect()
+    };
+    assert_eq!(
+        runs("tamma_tag_runs").await,
+        own(&[("k:v", 1, 2), ("k:v", 4, 4)])
+    );
+    assert_eq!(
+        runs("tamma_type_runs").await,
+        own(&[("OLD", 1, 3), ("OTHER", 4, 4)])
+    );
+    let kv = Query::item(QueryItem::tags(["k:v"]));
+    let read = |q: Query, options: ReadOptions| {
+        let store = &store;
+        async move {
+            store
+                .read(q, options)
+                .map_ok(|e| e.position)
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        read(kv.clone(), ReadOptions::forwards()).await,
+        vec![1, 2, 4]
+    );
+    assert_eq!(
+        read(kv.clone(), ReadOptions::backwards()).await,
+        vec![4, 2, 1]
+    );
+    assert_eq!(
+        read(
+            Query::item(QueryItem::types(["OLD"]).with_tag("k:v")),
+            ReadOptions::forwards().from(2)
+        )
+        .await,
+        vec![2]
+    );
+    let stale = store
+        .append(
+            vec![Event::new("NEW")],
+            Some(AppendCondition::new(kv).after(2)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, Error::AppendConditionFailed { position: 4 }),
+        "{stale}"
+    );
     let retry = store.append(vec![old.clone()], None).await.unwrap();
     assert_eq!((retry.positions, retry.duplicate), (vec![1], true));
     let mut changed = old.clone();
@@ -101,13 +179,17 @@ async fn a_version_2_database_is_upgraded_in_place() {
         .append(vec![Event::new("NEW"), Event::new("NEW")], None)
         .await
         .unwrap();
-    assert_eq!(next.positions, vec![2, 3]);
+    assert_eq!(next.positions, vec![5, 6]);
     let rows: i64 = c
-        .query_one("SELECT count(*) FROM tamma_event_tags", &[])
+        .query_one(
+            "SELECT (SELECT count(*) FROM tamma_tag_runs) + (SELECT count(*) FROM tamma_type_runs)",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(rows, 1, "the refused append left no tag rows");
+    // Two of k:v, OLD and OTHER from version 2, NEW from the last append.
+    assert_eq!(rows, 5, "the refused append left no runs");
     let fresh: i64 = c
         .query_one(
             "SELECT count(*) FROM tamma_events WHERE type = 'FRESH'",
@@ -139,7 +221,7 @@ async fn newer_schema_is_refused() {
             e,
             OpenError::SchemaTooNew {
                 found: 99,
-                supported: 4
+                supported: 5
             }
         ),
         "{e}"
@@ -344,8 +426,9 @@ async fn conditions_see_earlier_appends_of_the_same_batch() {
         .query(
             "SELECT o_status, o_first, o_conflict FROM tamma_append(
                  $1, $2, $3, $4, $5, $6, $7, $8, $9,
-                 array_fill(NULL::timestamptz, ARRAY[7]), $10, $11, $12,
-                 array_fill(NULL::text, ARRAY[7]), array_fill('null'::text, ARRAY[7]))",
+                 array_fill(NULL::timestamptz, ARRAY[7]), $10,
+                 array_fill(NULL::text, ARRAY[7]), array_fill('null'::text, ARRAY[7]),
+                 $11, $12, $13, $14, $15)",
             &[
                 &vec![1i32; 7],
                 &vec![none, Some(0), Some(0), Some(0), Some(0), Some(1), Some(2)],
@@ -356,9 +439,26 @@ async fn conditions_see_earlier_appends_of_the_same_batch() {
                 &vec!["x:1", "z:1", "x:1", "z:1", "x:1"],
                 &ids,
                 &vec!["A", "B", "B", "C", "D", "E", "F"],
-                &vec![0i32, 1, 2, 2, 2, 4, 4],
-                &vec![1i32, 1, 0, 0, 2, 0, 0],
-                &vec!["x:1", "y:1", "x:1", "z:1"],
+                // Each event's tags as a text[] literal.
+                &vec![
+                    r#"{"x:1"}"#,
+                    r#"{"y:1"}"#,
+                    "{}",
+                    "{}",
+                    r#"{"x:1","z:1"}"#,
+                    "{}",
+                    "{}",
+                ],
+                // Each append's runs: its tags, then its type.
+                &vec![2i32, 2, 1, 1, 3, 1, 1],
+                &vec![
+                    "x:1", "A", "y:1", "B", "B", "C", "x:1", "z:1", "D", "E", "F",
+                ],
+                &vec![1i32; 11],
+                &vec![1i32; 11],
+                &vec![
+                    false, true, false, true, true, true, false, false, true, true, true,
+                ],
             ],
         )
         .await
@@ -388,7 +488,7 @@ async fn conditions_see_earlier_appends_of_the_same_batch() {
         .unwrap();
     let tags = c
         .query(
-            "SELECT position::text, tag FROM tamma_event_tags ORDER BY position, tag",
+            "SELECT first::text, tag FROM tamma_tag_runs ORDER BY first, tag",
             &[],
         )
         .await
