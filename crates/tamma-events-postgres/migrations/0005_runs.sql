@@ -7,10 +7,12 @@
 -- cost 9.8 us per event, the `(type, position)` index 2.5 more, and the tag table (two rows per event)
 -- 12.2 more: half of an append's server time went into indexing tags one event at a time.
 --
--- A query walks the runs of its key in order (the `(key, first)` primary key) and reads the range of
--- events each covers, so it still touches only matching events and stops at its limit. A condition is
--- an intersection of runs (tamma_item_first). Retention removes the runs wholly before its cut and
--- trims the one reaching past it (BRIN on `first`: runs are written in position order).
+-- Runs of one key never overlap, so ordered by `last` they are ordered by `first` too, and the first run
+-- ending at or after a position is the one covering it or else the next: the `(key, last)` primary key
+-- finds it in one probe. A query walks the runs of its key in order from there and reads the range of
+-- events each covers, so it still touches only matching events and stops at its limit. A condition is an
+-- intersection of runs (tamma_item_first). Retention removes the runs wholly before its cut and trims
+-- the one reaching past it (BRIN on `first`: runs are written in position order).
 --
 -- The runs of an append are computed by the client (it has the events) and passed as offsets from the
 -- append's first position; tamma_append stores them with the events, in the same statement. The older
@@ -21,7 +23,7 @@ CREATE TABLE tamma_tag_runs (
     tag   text   NOT NULL,
     first bigint NOT NULL,
     last  bigint NOT NULL,
-    PRIMARY KEY (tag, first)
+    PRIMARY KEY (tag, last)
 );
 CREATE INDEX tamma_tag_runs_first ON tamma_tag_runs USING brin (first);
 
@@ -29,7 +31,7 @@ CREATE TABLE tamma_type_runs (
     type  text   NOT NULL,
     first bigint NOT NULL,
     last  bigint NOT NULL,
-    PRIMARY KEY (type, first)
+    PRIMARY KEY (type, last)
 );
 CREATE INDEX tamma_type_runs_first ON tamma_type_runs USING brin (first);
 
@@ -59,8 +61,8 @@ DROP INDEX tamma_events_type_position;
 --
 -- The item is an intersection of ordered streams: one per tag (its runs) and one for the types (the
 -- union of their runs). A leapfrog join seeks each stream in turn to the current candidate position
--- (the candidate itself when a run covers it, else where the next run starts) and jumps the candidate
--- forward to it, until every stream agrees. Its cost follows the rarest stream, never the number of
+-- (the candidate itself when a run covers it, else where the next run starts: the first run ending at
+-- or after it, one probe) and jumps the candidate forward to it, until every stream agrees. Its cost follows the rarest stream, never the number of
 -- events carrying the common one.
 CREATE OR REPLACE FUNCTION tamma_item_first(p_after bigint, p_types text[], p_tags text[], p_below bigint)
 RETURNS bigint
@@ -79,24 +81,15 @@ BEGIN
     WHILE v_agree < v_streams LOOP
         v_pos := NULL;
         IF v_i < v_ntags THEN
-            SELECT min(x.p) INTO v_pos FROM (
-                (SELECT CASE WHEN r.last >= v_cand THEN v_cand END AS p FROM tamma_tag_runs r
-                  WHERE r.tag = p_tags[v_i + 1] AND r.first <= v_cand
-                  ORDER BY r.first DESC LIMIT 1)
-                UNION ALL
-                (SELECT r.first FROM tamma_tag_runs r
-                  WHERE r.tag = p_tags[v_i + 1] AND r.first > v_cand
-                  ORDER BY r.first LIMIT 1)) x;
+            SELECT greatest(r.first, v_cand) INTO v_pos FROM tamma_tag_runs r
+             WHERE r.tag = p_tags[v_i + 1] AND r.last >= v_cand
+             ORDER BY r.last LIMIT 1;
         ELSE
             FOR v_t IN 1 .. v_ntypes LOOP
-                SELECT min(x.p) INTO v_p FROM (
-                    (SELECT CASE WHEN r.last >= v_cand THEN v_cand END AS p FROM tamma_type_runs r
-                      WHERE r.type = p_types[v_t] AND r.first <= v_cand
-                      ORDER BY r.first DESC LIMIT 1)
-                    UNION ALL
-                    (SELECT r.first FROM tamma_type_runs r
-                      WHERE r.type = p_types[v_t] AND r.first > v_cand
-                      ORDER BY r.first LIMIT 1)) x;
+                v_p := NULL;
+                SELECT greatest(r.first, v_cand) INTO v_p FROM tamma_type_runs r
+                 WHERE r.type = p_types[v_t] AND r.last >= v_cand
+                 ORDER BY r.last LIMIT 1;
                 IF v_p < coalesce(v_pos, p_below) THEN
                     v_pos := v_p;
                 END IF;

@@ -191,8 +191,8 @@ impl PageSql {
 /// Each item becomes ordered branches that stop at the limit: an item with tags walks the runs of its
 /// first tag and reads the events each covers, checking the other tags and the types on the event row;
 /// an item with types only walks the runs of each type the same way. Runs of one key never overlap, so
-/// runs in order of their first position and each one's events in order of position come out in
-/// position order. Several branches are merged and deduplicated by position.
+/// runs in order of their last position (the `(key, last)` primary key) and each one's events in order
+/// of position come out in position order. Several branches are merged and deduplicated by position.
 pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) -> PageSql {
     let (cmp, dir) = if backwards {
         ("<=", "DESC")
@@ -237,7 +237,7 @@ pub(crate) fn page_sql(query: &Query, from: u64, backwards: bool, limit: u64) ->
             }
         }
     }
-    let order = format!("r.first {dir}, e.position {dir}");
+    let order = format!("r.last {dir}, e.position {dir}");
     let sql = if let [(table, cond)] = branches.as_slice() {
         format!(
             "SELECT {COLUMNS} FROM {table} r JOIN tamma_events e ON {} WHERE {cond} ORDER BY {order} LIMIT $2",
@@ -272,16 +272,18 @@ fn range(backwards: bool) -> &'static str {
     }
 }
 
-/// The runs of key `$key` in `table` a scan from the bound `$1` needs: forwards, from the last run
-/// starting at or before the bound (it may cover it); backwards, every run starting at or before it.
+/// The runs of key `$key` in `table` a scan from the bound `$1` needs: forwards, every run ending at or
+/// after the bound (the first may cover it); backwards, every run starting at or before it, the scan
+/// starting at the first run ending at or after the bound (the one covering it, or the next, which the
+/// `first` test drops).
 fn runs_cond(table: &str, col: &str, key: usize, backwards: bool) -> String {
     if backwards {
-        format!("r.{col} = ${key} AND r.first <= $1")
-    } else {
         format!(
-            "r.{col} = ${key} AND r.first >= coalesce((SELECT s.first FROM {table} s \
-             WHERE s.{col} = ${key} AND s.first <= $1 ORDER BY s.first DESC LIMIT 1), $1)"
+            "r.{col} = ${key} AND r.first <= $1 AND r.last <= coalesce((SELECT s.last FROM {table} s \
+             WHERE s.{col} = ${key} AND s.last >= $1 ORDER BY s.last LIMIT 1), $1)"
         )
+    } else {
+        format!("r.{col} = ${key} AND r.last >= $1")
     }
 }
 
@@ -309,7 +311,7 @@ mod tests {
         assert!(
             one_tag
                 .sql
-                .contains("ORDER BY r.first DESC, e.position DESC"),
+                .contains("ORDER BY r.last DESC, e.position DESC"),
             "{}",
             one_tag.sql
         );
