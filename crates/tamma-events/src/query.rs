@@ -147,23 +147,24 @@ impl Query {
             ));
         }
         for (i, item) in self.items.iter().enumerate() {
-            let item_path = format!("{path}.items[{i}]");
+            // Built only for an error: a query is checked on every read and conditional append.
+            let item_path = || format!("{path}.items[{i}]");
             if item.types.is_empty() && item.tags.is_empty() {
                 return Err(Error::invalid_query(
-                    item_path,
+                    item_path(),
                     "an item needs types or tags (use the empty query to match every event)",
                 ));
             }
             for (j, t) in item.types.iter().enumerate() {
                 if t.is_empty() || t.len() > MAX_TYPE_LEN {
                     return Err(Error::invalid_query(
-                        format!("{item_path}.types[{j}]"),
+                        format!("{}.types[{j}]", item_path()),
                         format!("a type must be 1 to {MAX_TYPE_LEN} bytes"),
                     ));
                 }
                 if t.contains('\0') {
                     return Err(Error::invalid_query(
-                        format!("{item_path}.types[{j}]"),
+                        format!("{}.types[{j}]", item_path()),
                         crate::validate::NUL,
                     ));
                 }
@@ -171,7 +172,10 @@ impl Query {
             // Tags are a set (sorted, without duplicates): the message names the tag, not its index.
             for t in item.tags.iter() {
                 if let Some(problem) = crate::validate::tag_problem(t) {
-                    return Err(Error::invalid_query(format!("{item_path}.tags"), problem));
+                    return Err(Error::invalid_query(
+                        format!("{}.tags", item_path()),
+                        problem,
+                    ));
                 }
             }
         }
