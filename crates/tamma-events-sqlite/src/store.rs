@@ -529,10 +529,10 @@ impl EventStore for SqliteStore {
 /// about 12% fewer appends/s).
 const GATHER_AT_MOST: usize = 16;
 
-/// How long the next group waits for answered appenders. A wait that got them all back doubles the
-/// budget (up to `group_wait`); one that ran out halves it (down to 1/16 of it), so appenders that do
-/// not come straight back — producers appending now and then, not in a loop — do not make every
-/// append wait the whole `group_wait`.
+/// How long the next group waits for answered appenders. A wait that got them all back, or during
+/// which at least one came back, doubles the budget (up to `group_wait`); one that nobody came back
+/// during halves it (down to 1/16 of it), so appenders that do not come straight back — producers
+/// appending now and then, not in a loop — do not make every append wait the whole `group_wait`.
 struct GroupWait {
     budget: Duration,
     floor: Duration,
@@ -548,8 +548,13 @@ impl GroupWait {
         }
     }
 
-    fn learn(&mut self, all_back: bool) {
-        self.budget = if all_back {
+    /// After a wait: `useful` when every expected appender came back, or at least one did while the
+    /// group waited. A wait nobody came back during halves the next budget; a useful one doubles it.
+    /// (Halving whenever not everyone was back let slow appenders — a loaded machine — drive the
+    /// budget to its floor, where hardly any made it back in time, and groups stayed split in halves:
+    /// 16 writers measured 10.5–14.1 events per commit so, 13.1–15.9 with this rule, alternating.)
+    fn learn(&mut self, useful: bool) {
+        self.budget = if useful {
             (self.budget * 2).min(self.ceiling)
         } else {
             (self.budget / 2).max(self.floor)
@@ -1043,7 +1048,7 @@ impl Writer {
         } = gather;
         let mut n = group[0].payload.events.len();
         let deadline = Instant::now() + wait.budget;
-        let (mut waited, mut all_back) = (false, true);
+        let (mut waited, mut all_back, mut came_back) = (false, true, false);
         while n < max_events {
             match rx.try_recv() {
                 Ok(Request::Append {
@@ -1051,6 +1056,7 @@ impl Writer {
                     delay,
                     reply,
                 }) => {
+                    came_back |= waited;
                     self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                     n += payload.events.len();
                     group.push(Pending {
@@ -1078,7 +1084,7 @@ impl Writer {
             }
         }
         if waited {
-            wait.learn(all_back);
+            wait.learn(all_back || came_back);
         }
         w.flush(group, results)?;
         let (head, written) = (w.stored, w.written);
