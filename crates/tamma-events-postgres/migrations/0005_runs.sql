@@ -113,6 +113,12 @@ $$;
 -- Appends a batch of appends in one transaction (group commit), as in version 4, writing runs instead of
 -- tag rows. Per append, p_run_counts gives how many runs it has; per run, p_run_keys (the tag or type),
 -- p_run_first and p_run_last (1 = the append's first event) and p_run_type (true: a type run).
+--
+-- p_skip (per append) marks conditions the calling writer has ruled out from the positions it wrote
+-- itself (a writer appending to its own stream after reading it); they are trusted only when the head
+-- found under the lock is p_skip_head, the head after that writer's last commit: then nobody else wrote
+-- since, and the writer's knowledge is the whole story. Otherwise every condition is checked. Each row
+-- returns that head (o_head), so the writer can tell.
 CREATE FUNCTION tamma_append(
     p_counts       int[],
     p_after        bigint[],
@@ -131,8 +137,10 @@ CREATE FUNCTION tamma_append(
     p_run_keys     text[],
     p_run_first    int[],
     p_run_last     int[],
-    p_run_type     boolean[]
-) RETURNS TABLE (o_status smallint, o_first bigint, o_conflict bigint, o_found json)
+    p_run_type     boolean[],
+    p_skip_head    bigint,
+    p_skip         boolean[]
+) RETURNS TABLE (o_status smallint, o_first bigint, o_conflict bigint, o_found json, o_head bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_head     bigint;
@@ -150,6 +158,7 @@ DECLARE
     v_pos      bigint;
     v_wrote    boolean := false;
     v_inserted bigint;
+    v_trusted  boolean;
     a          int;
     k          int;
 BEGIN
@@ -161,6 +170,8 @@ BEGIN
         SELECT s.removed_through INTO v_head FROM tamma_events_state s;
         v_head := coalesce(v_head, 0);
     END IF;
+    o_head := v_head;
+    v_trusted := p_skip_head IS NOT NULL AND p_skip_head = v_head;
     v_now := greatest(clock_timestamp(), v_rec);
     FOR a IN 1 .. coalesce(array_length(p_counts, 1), 0) LOOP
         v_n := p_counts[a];
@@ -169,9 +180,11 @@ BEGIN
         v_conflict := NULL;
         IF p_after[a] IS NOT NULL THEN
             IF p_items[a] = 0 THEN
-                SELECT e.position INTO v_conflict FROM tamma_events e
-                 WHERE e.position > p_after[a] ORDER BY e.position LIMIT 1;
-            ELSIF p_after[a] < 9223372036854775807 THEN
+                IF NOT (v_trusted AND p_skip[a]) THEN
+                    SELECT e.position INTO v_conflict FROM tamma_events e
+                     WHERE e.position > p_after[a] ORDER BY e.position LIMIT 1;
+                END IF;
+            ELSIF p_after[a] < 9223372036854775807 AND NOT (v_trusted AND p_skip[a]) THEN
                 FOR k IN 1 .. p_items[a] LOOP
                     v_pos := tamma_item_first(
                         p_after[a],

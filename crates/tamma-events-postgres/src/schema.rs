@@ -38,8 +38,9 @@ pub(crate) const CHANNEL: &str = "tamma_events";
 
 /// The group-commit statement: one call appends a whole batch (see
 /// `migrations/0004_append_tags_literal.sql`).
-pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found \
-     FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found, o_head \
+     FROM tamma_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19, $20)";
 
 /// The committed head.
 pub(crate) const HEAD_SQL: &str = "SELECT tamma_head()";
@@ -333,6 +334,6 @@ mod tests {
         assert_eq!(APPEND_LOCK, 6_071_218_766_870_478_849);
         assert!(MIGRATIONS[0].2.contains("6071218766870478849"));
         assert!(MIGRATIONS[0].2.contains("p_data         text[]"));
-        assert!(APPEND_SQL.contains("$18)"));
+        assert!(APPEND_SQL.contains("$20)"));
     }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use tamma_events::{
-    AppendCondition, AppendResult, Error, Event, IdCheck, Result, key_runs, resolve_ids,
+    AppendCondition, AppendResult, Error, Event, IdCheck, LastPositions, Result, key_runs,
+    resolve_ids,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
@@ -127,6 +128,9 @@ pub(crate) async fn run(
     let mut batch = Vec::new();
     let mut held: Option<Request> = None;
     let mut ids = HashSet::new();
+    // What this writer wrote last of each tag and type: conditions it rules out are not checked again
+    // by the server, as long as nobody else wrote since (see `tamma_append`'s `p_skip`).
+    let mut last = LastPositions::default();
     // Appenders active at the end of the last commit: those it answered plus those that queued
     // meanwhile. Answered appenders usually come straight back, so the next batch waits up to
     // `GROUP_WAIT` for them instead of splitting the appenders into two halves that take turns.
@@ -182,8 +186,8 @@ pub(crate) async fn run(
         let Some(c) = conn.as_ref() else { continue };
         let started = Instant::now();
         let committed = match answer_within {
-            None => commit(c, &batch).await,
-            Some(limit) => match tokio::time::timeout(limit, commit(c, &batch)).await {
+            None => commit(c, &batch, &mut last).await,
+            Some(limit) => match tokio::time::timeout(limit, commit(c, &batch, &mut last)).await {
                 Ok(committed) => committed,
                 Err(_) => {
                     // The connection's state is unknown, so it is dropped; so is the commit's outcome:
@@ -215,7 +219,7 @@ pub(crate) async fn run(
                 for r in std::mem::take(&mut batch) {
                     let one = vec![r];
                     let started = Instant::now();
-                    match commit(c, &one).await {
+                    match commit(c, &one, &mut last).await {
                         Ok(rows) => {
                             record(&shared, &one, started);
                             answer(one, rows, &shared);
@@ -251,7 +255,70 @@ async fn open(pg: &tokio_postgres::Config) -> Result<Conn> {
 /// One row of `tamma_append` per append: status, first position, conflict, stored rows.
 type Row = (i16, Option<i64>, Option<i64>, Option<serde_json::Value>);
 
-async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres::Error> {
+/// Commits `batch` as one call of `tamma_append`, telling it which conditions `last` rules out, and
+/// keeps `last` up to date with what the call wrote.
+async fn commit(
+    c: &Conn,
+    batch: &[Request],
+    last: &mut LastPositions,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    // Conditions ruled out by what this writer knows, valid if the head under the lock is still the
+    // one it committed last. Each append's events are counted as written (at the positions they get if
+    // every append before them is written: upper bounds, which is all a bound must be).
+    let skip_head = last.committed_head();
+    let mut skip: Vec<bool> = Vec::with_capacity(batch.len());
+    if let Some(mut head) = skip_head {
+        last.begin(head);
+        for r in batch {
+            skip.push(
+                r.condition
+                    .as_ref()
+                    .is_some_and(|cond| last.rules_out(cond, head)),
+            );
+            last.wrote(&r.events, head + 1);
+            head += r.events.len() as u64;
+        }
+    } else {
+        skip.resize(batch.len(), false);
+    }
+    let rows = call(c, batch, skip_head, &skip).await?;
+    // The head the call found under the lock: when it is not the one this writer knew, someone else
+    // wrote and what this writer knows starts over from it.
+    let locked = rows.first().and_then(|r| r.4).map_or(0, to_u64);
+    if skip_head != Some(locked) {
+        last.begin(locked);
+    }
+    let mut head = locked;
+    for (r, row) in batch.iter().zip(&rows) {
+        if let (0, Some(first)) = (row.0, row.1) {
+            let first = to_u64(first);
+            last.wrote(&r.events, first);
+            head = head.max(first + r.events.len() as u64 - 1);
+        }
+    }
+    last.committed(head);
+    Ok(rows
+        .into_iter()
+        .map(|(s, f, c, o, _)| (s, f, c, o))
+        .collect())
+}
+
+/// One call of `tamma_append`: its rows with the head it found under the lock.
+async fn call(
+    c: &Conn,
+    batch: &[Request],
+    skip_head: Option<u64>,
+    skip: &[bool],
+) -> Result<
+    Vec<(
+        i16,
+        Option<i64>,
+        Option<i64>,
+        Option<serde_json::Value>,
+        Option<i64>,
+    )>,
+    tokio_postgres::Error,
+> {
     let n: usize = batch.iter().map(|r| r.events.len()).sum();
     let a = batch.len();
     let mut counts: Vec<i32> = Vec::with_capacity(a);
@@ -316,7 +383,8 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
             data.push(&r.data[i]);
         }
     }
-    let params: [&(dyn ToSql + Sync); 18] = [
+    let skip_head = skip_head.map(to_i64);
+    let params: [&(dyn ToSql + Sync); 20] = [
         &counts,
         &after,
         &items,
@@ -335,6 +403,8 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
         &run_first,
         &run_last,
         &run_type,
+        &skip_head,
+        &skip,
     ];
     let delay = batch.iter().filter_map(|r| r.delay).max();
     let rows = if let Some(delay) = delay {
@@ -356,7 +426,15 @@ async fn commit(c: &Conn, batch: &[Request]) -> Result<Vec<Row>, tokio_postgres:
         c.client.query(&c.append, &params).await?
     };
     rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+            ))
+        })
         .collect()
 }
 

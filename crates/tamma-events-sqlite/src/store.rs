@@ -14,9 +14,9 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tamma_core::metric_names as m;
 use tamma_events::{
-    AppendCondition, AppendResult, Event, EventStore, EventStream, IdCheck, Limits, Query,
-    ReadOptions, SequencedEvent, StoreHealth, StoreHooks, SubscriptionSource, SyncStats, key_runs,
-    resolve_ids, subscription, validate_append_sized,
+    AppendCondition, AppendResult, Event, EventStore, EventStream, IdCheck, LastPositions, Limits,
+    Query, ReadOptions, SequencedEvent, StoreHealth, StoreHooks, SubscriptionSource, SyncStats,
+    key_runs, resolve_ids, subscription, validate_append_sized,
 };
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -770,88 +770,6 @@ struct Writer {
     last: LastPositions,
 }
 
-/// Most keys [`LastPositions`] tracks; past that it starts over from the head.
-const MAX_TRACKED_KEYS: usize = 65_536;
-
-/// An upper bound of the last position of every tag and type: the position this writer last wrote an
-/// event with the key, or `base` for a key it has not written since it started tracking at `base`.
-/// An append condition none of whose query items can match after its `after` by these bounds passes
-/// without a query (most conditions: a writer appending to its own stream after reading it).
-///
-/// A bound stays a bound when events are removed (retention) or a transaction rolls back: both only
-/// lower the true last position. Writes by another process sharing the file are not seen, so tracking
-/// starts over whenever the head at the start of a transaction is not the one this writer committed.
-#[derive(Default)]
-struct LastPositions {
-    /// The head after this writer's last commit; `None` while a transaction is open or after one
-    /// failed (tracking starts over at the next).
-    head: Option<u64>,
-    base: u64,
-    tags: std::collections::HashMap<String, u64>,
-    types: std::collections::HashMap<String, u64>,
-}
-
-impl LastPositions {
-    /// At the start of a transaction that found the head at `head`: starts over unless that is the head
-    /// this writer committed last.
-    fn begin(&mut self, head: u64) {
-        if self.head != Some(head) || self.tags.len() + self.types.len() > MAX_TRACKED_KEYS {
-            self.base = head;
-            self.tags.clear();
-            self.types.clear();
-        }
-        self.head = None;
-    }
-
-    /// After the transaction committed with the head at `head`.
-    fn committed(&mut self, head: u64) {
-        self.head = Some(head);
-    }
-
-    /// Notes `events` written at the positions from `first`.
-    fn wrote(&mut self, events: &[Event], first: u64) {
-        fn note(map: &mut std::collections::HashMap<String, u64>, key: &str, pos: u64) {
-            match map.get_mut(key) {
-                Some(p) => *p = pos,
-                None => {
-                    map.insert(key.to_owned(), pos);
-                }
-            }
-        }
-        for (e, pos) in events.iter().zip(first..) {
-            for tag in e.tags.iter() {
-                note(&mut self.tags, tag, pos);
-            }
-            note(&mut self.types, &e.event_type, pos);
-        }
-    }
-
-    fn bound(&self, map: &std::collections::HashMap<String, u64>, key: &str) -> u64 {
-        map.get(key).copied().unwrap_or(self.base)
-    }
-
-    /// Whether no event up to `head` (the transaction's last position) can match `c`'s query after its
-    /// `after`, by the bounds; `false` when they cannot tell.
-    fn rules_out(&self, c: &AppendCondition, head: u64) -> bool {
-        let after = c.after.unwrap_or(0);
-        let items = &c.fail_if_events_match.items;
-        if items.is_empty() {
-            return head <= after;
-        }
-        items.iter().all(|item| {
-            // An event matching the item carries every one of its tags and one of its types.
-            let tags = item.tags.iter().map(|t| self.bound(&self.tags, t)).min();
-            let types = item.types.iter().map(|t| self.bound(&self.types, t)).max();
-            let last = match (tags, types) {
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => head,
-            };
-            last.min(head) <= after
-        })
-    }
-}
-
 struct Pending {
     payload: Payload,
     delay: Option<Duration>,
@@ -1484,64 +1402,6 @@ fn insert_runs(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tamma_events::QueryItem;
-
-    #[test]
-    fn last_positions_rule_out_only_what_cannot_match() {
-        let mut last = LastPositions::default();
-        last.begin(10);
-        // Positions 11 (A: a, b), 12 (B: b), 13 (A: c).
-        last.wrote(
-            &[
-                Event::new("A").tag("a").tag("b"),
-                Event::new("B").tag("b"),
-                Event::new("A").tag("c"),
-            ],
-            11,
-        );
-        let head = 13;
-        let out = |item: QueryItem, after: u64| {
-            last.rules_out(&AppendCondition::new(Query::item(item)).after(after), head)
-        };
-        // One tag: its last write.
-        assert!(out(QueryItem::tags(["a"]), 11));
-        assert!(!out(QueryItem::tags(["a"]), 10));
-        // A tag not written since tracking began: nothing after the base.
-        assert!(out(QueryItem::tags(["z"]), 10));
-        assert!(!out(QueryItem::tags(["z"]), 9));
-        // Several tags: the rarest bounds the item.
-        assert!(out(QueryItem::tags(["b", "a"]), 11));
-        assert!(out(QueryItem::tags(["b", "c"]), 12));
-        assert!(!out(QueryItem::tags(["b", "c"]), 11));
-        // Types: any of them; with tags, both must fit.
-        assert!(!out(QueryItem::types(["A", "B"]), 12));
-        assert!(out(QueryItem::types(["B"]), 12));
-        assert!(out(QueryItem::types(["A"]).with_tag("b"), 12));
-        assert!(!out(QueryItem::types(["A"]).with_tag("b"), 10));
-        // Items OR'd: every one must be ruled out.
-        let two = Query::from_items([QueryItem::tags(["a"]), QueryItem::tags(["c"])]);
-        assert!(!last.rules_out(&AppendCondition::new(two.clone()).after(12), head));
-        assert!(last.rules_out(&AppendCondition::new(two).after(13), head));
-        // The whole log: the head.
-        assert!(!last.rules_out(&AppendCondition::new(Query::all()).after(12), head));
-        assert!(last.rules_out(&AppendCondition::new(Query::all()).after(13), head));
-        // No `after`: anything written matches.
-        assert!(!last.rules_out(
-            &AppendCondition::new(Query::item(QueryItem::tags(["a"]))),
-            head
-        ));
-        // Another head than the one committed: tracking starts over from it.
-        last.committed(13);
-        last.begin(14);
-        assert!(!last.rules_out(
-            &AppendCondition::new(Query::item(QueryItem::tags(["a"]))).after(13),
-            14
-        ));
-        assert!(last.rules_out(
-            &AppendCondition::new(Query::item(QueryItem::tags(["a"]))).after(14),
-            14
-        ));
-    }
 
     #[test]
     fn the_group_wait_halves_when_appenders_do_not_come_back_and_recovers_when_they_do() {

@@ -38,6 +38,7 @@
 //! # }).unwrap();
 //! ```
 
+mod bounds;
 mod check;
 mod config;
 mod data;
@@ -53,6 +54,7 @@ mod subscription;
 mod tags;
 mod validate;
 
+pub use bounds::LastPositions;
 pub use check::StoreCheck;
 pub use config::{
     EventStorageConfig, EventsConfig, MemoryStorageConfig, PostgresStorageConfig,
