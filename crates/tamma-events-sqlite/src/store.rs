@@ -1172,7 +1172,8 @@ impl GroupWrite<'_> {
                     .iter()
                     .map(|&k| &group[k].payload.events[..])
                     .collect();
-                insert_runs(self.tx, &events, self.stored)?;
+                let (tags, types) = insert_runs(self.tx, &events, self.stored)?;
+                self.last.wrote_runs(&tags, &types);
                 for &k in &collected {
                     self.accept(results, k, &group[k].payload.events);
                 }
@@ -1193,7 +1194,8 @@ impl GroupWrite<'_> {
                 }));
                 continue;
             }
-            insert_runs(self.tx, &[&p.payload.events[..]], self.stored)?;
+            let (tags, types) = insert_runs(self.tx, &[&p.payload.events[..]], self.stored)?;
+            self.last.wrote_runs(&tags, &types);
             self.accept(results, k, &p.payload.events);
         }
         Ok(())
@@ -1210,7 +1212,6 @@ impl GroupWrite<'_> {
     /// Answers append `k`, written at the `n` positions after `stored`.
     fn accept(&mut self, results: &mut Answers, k: usize, events: &[Event]) {
         let n = events.len();
-        self.last.wrote(events, self.stored + 1);
         let positions: Vec<u64> = (self.stored + 1..=self.stored + n as u64).collect();
         self.stored += n as u64;
         self.written += n as u64;
@@ -1372,7 +1373,12 @@ fn insert_events(
 
 /// Inserts the tag and type runs of the events of `appends`, written in order at the positions after
 /// `head`.
-fn insert_runs(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Result<()> {
+/// Returns the tag runs and the type runs it wrote.
+fn insert_runs<'e>(
+    tx: &Connection,
+    appends: &[&'e [Event]],
+    head: u64,
+) -> rusqlite::Result<(Runs<'e>, Runs<'e>)> {
     let events = || {
         appends
             .iter()
@@ -1382,7 +1388,7 @@ fn insert_runs(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Re
     };
     let tags = key_runs(events(), |e| e.tags.iter());
     let types = key_runs(events(), |e| std::iter::once(e.event_type.as_str()));
-    for (statements, rows) in INSERT_RUNS.iter().zip([tags, types]) {
+    for (statements, rows) in INSERT_RUNS.iter().zip([&tags, &types]) {
         let mut rest = &rows[..];
         for (which, size) in chunks(rows.len()) {
             let (chunk, tail) = rest.split_at(size);
@@ -1396,8 +1402,11 @@ fn insert_runs(tx: &Connection, appends: &[&[Event]], head: u64) -> rusqlite::Re
             stmt.raw_execute()?;
         }
     }
-    Ok(())
+    Ok((tags, types))
 }
+
+/// Runs `(key, first, last)` of tags or of types.
+type Runs<'e> = Vec<(&'e str, i64, i64)>;
 
 #[cfg(test)]
 mod tests {
