@@ -32,6 +32,7 @@ mod factory;
 mod query;
 mod read;
 mod retention;
+mod shared;
 mod subscribe;
 mod support;
 
@@ -61,6 +62,7 @@ pub use read::{
     read_with_limit,
 };
 pub use retention::retention_removes_exactly_a_prefix;
+pub use shared::conditions_see_another_writer;
 pub use subscribe::{
     slow_subscriber_lags_without_loss, subscription_after_the_largest_position_delivers_nothing,
     subscription_catch_up_then_live, subscription_sparse_query_and_after_head,

@@ -526,12 +526,12 @@ mod tests {
     }
 
     fn text() -> impl Strategy<Value = Option<String>> {
-        proptest::option::of("[a-zA-Z0-9\"\\\\\n\u{e9}\u{1F600} -]{0,12}")
+        proptest::option::of(crate::json::tests::text())
     }
 
     proptest! {
         #[test]
-        fn metadata_serializes_as_the_derived_implementation_did(
+        fn metadata_serializes_as_the_derived_implementation_did_and_write_json_agrees(
             workflow_version in text(),
             source in proptest::option::of(prop_oneof![
                 Just(EventSource::System), Just(EventSource::User), Just(EventSource::Plugin)
@@ -541,7 +541,7 @@ mod tests {
             request_id in text(),
             correlation_id in text(),
             causation_id in text(),
-            extra in proptest::collection::btree_map("[a-zA-Z\"\u{e9}]{0,8}", "[a-z\"\n]{0,8}", 0..4),
+            extra in proptest::collection::btree_map(crate::json::tests::text(), crate::json::tests::text(), 0..4),
         ) {
             let m = EventMetadata {
                 workflow_version,
@@ -565,6 +565,9 @@ mod tests {
             };
             let ours = serde_json::to_string(&m).unwrap();
             prop_assert_eq!(&ours, &serde_json::to_string(&derived).unwrap());
+            let mut written = Vec::new();
+            m.write_json(&mut written);
+            prop_assert_eq!(&String::from_utf8(written).unwrap(), &ours);
             prop_assert_eq!(serde_json::from_str::<EventMetadata>(&ours).unwrap(), m);
         }
     }

@@ -106,12 +106,12 @@ impl EventMetadata {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn text() -> impl Strategy<Value = String> {
-        // Plain text, and every kind of character JSON escapes (quote, backslash, controls, DEL).
+    /// Plain text, and every kind of character JSON escapes (quote, backslash, controls, DEL).
+    pub(crate) fn text() -> impl Strategy<Value = String> {
         "[a-z0-9:é\\u{1F600}\"\\\\\\n\\t\\u{0}\\u{1f}\\u{7f} ]{0,12}"
     }
 
@@ -129,37 +129,6 @@ mod tests {
             let mut buf = b"x".to_vec();
             tags.write_json(&mut buf);
             prop_assert_eq!(&buf[1..], &serde_json::to_vec(&tags).unwrap()[..]);
-        }
-
-        #[test]
-        fn metadata_is_written_as_serde_json_writes_it(
-            workflow_version in proptest::option::of(text()),
-            source in proptest::option::of(prop_oneof![
-                Just(EventSource::System), Just(EventSource::User), Just(EventSource::Plugin)
-            ]),
-            user_id in proptest::option::of(text()),
-            session_id in proptest::option::of(text()),
-            request_id in proptest::option::of(text()),
-            correlation_id in proptest::option::of(text()),
-            causation_id in proptest::option::of(text()),
-            extra in proptest::collection::btree_map(text(), text(), 0..3),
-        ) {
-            let m = EventMetadata {
-                workflow_version,
-                event_source: source,
-                user_id,
-                session_id,
-                request_id,
-                correlation_id,
-                causation_id,
-                extra,
-            };
-            let mut buf = Vec::new();
-            m.write_json(&mut buf);
-            prop_assert_eq!(
-                String::from_utf8(buf).unwrap(),
-                serde_json::to_string(&m).unwrap()
-            );
         }
     }
 }

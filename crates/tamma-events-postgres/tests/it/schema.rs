@@ -551,82 +551,11 @@ async fn a_very_large_append_is_stored_whole() {
     assert_eq!(retry.positions, r.positions);
 }
 
-/// A writer passes the conditions it can rule out from the positions it wrote itself without having the
-/// server check them; the server trusts that only while nobody else wrote: appends of another store
-/// (another process) on the same database still fail them.
+/// Conditions a writer rules out from what it wrote itself are still checked once another store (another
+/// process) wrote to the same database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditions_see_the_appends_of_another_store_on_the_same_database() {
     let db = TestDb::create().await;
-    let a = db.store().await;
-    let b = db.store().await;
-    let x = Query::item(QueryItem::tags(["order:x"]));
-    let first = a
-        .append(vec![Event::new("A.WROTE").tag("order:x")], None)
-        .await
-        .unwrap()
-        .last_position();
-    // `a` passes a condition after its own last write (ruled out, not checked)...
-    let mine = a
-        .append(
-            vec![Event::new("A.WROTE").tag("order:y")],
-            Some(AppendCondition::new(x.clone()).after(first)),
-        )
-        .await
-        .unwrap();
-    // ...until `b` writes to the same stream.
-    let theirs = b
-        .append(vec![Event::new("B.WROTE").tag("order:x")], None)
-        .await
-        .unwrap()
-        .last_position();
-    assert_eq!(theirs, mine.last_position() + 1);
-    let r = a
-        .append(
-            vec![Event::new("A.WROTE").tag("order:x")],
-            Some(AppendCondition::new(x.clone()).after(first)),
-        )
-        .await;
-    assert!(
-        matches!(r, Err(Error::AppendConditionFailed { position }) if position == theirs),
-        "{r:?}"
-    );
-    // A type only `b` wrote, and the whole log.
-    let r = a
-        .append(
-            vec![Event::new("A.WROTE")],
-            Some(AppendCondition::new(Query::item(QueryItem::types(["B.WROTE"]))).after(first)),
-        )
-        .await;
-    assert!(matches!(r, Err(Error::AppendConditionFailed { position }) if position == theirs));
-    let r = a
-        .append(
-            vec![Event::new("A.WROTE")],
-            Some(AppendCondition::new(Query::all()).after(mine.last_position())),
-        )
-        .await;
-    assert!(matches!(r, Err(Error::AppendConditionFailed { position }) if position == theirs));
-    // Within one batch, a later append's condition sees an earlier one of the same batch.
-    let (one, two) = tokio::join!(
-        a.append(vec![Event::new("A.WROTE").tag("order:z")], None),
-        a.append(
-            vec![Event::new("A.WROTE")],
-            Some(AppendCondition::new(Query::item(QueryItem::tags(["order:z"]))).after(theirs)),
-        )
-    );
-    let one = one.unwrap().last_position();
-    match two {
-        // Queued behind the first in the same batch or the next: either way it saw it.
-        Err(Error::AppendConditionFailed { position }) => assert_eq!(position, one),
-        // Ran first (its batch did not hold the other).
-        Ok(r) => assert!(r.last_position() < one, "{r:?} after {one}"),
-        Err(e) => panic!("{e}"),
-    }
-    // Read up to the head, `a` passes again.
-    let head = a.head().await.unwrap();
-    a.append(
-        vec![Event::new("A.WROTE").tag("order:x")],
-        Some(AppendCondition::new(x).after(head)),
-    )
-    .await
-    .unwrap();
+    let (a, b) = (db.store().await, db.store().await);
+    tamma_events_testkit::conditions_see_another_writer(&a, &b).await;
 }

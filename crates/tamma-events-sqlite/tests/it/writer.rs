@@ -600,66 +600,13 @@ async fn the_store_check_reports_sync_times_and_names_a_slow_disk() {
     assert_eq!(r.status, CheckStatus::Healthy, "{r:?}");
 }
 
-/// A store passes most conditions from the positions it wrote itself; appends of another store on the
-/// same file (another process) must still fail them.
+/// Conditions a writer rules out from what it wrote itself are still checked once another store (another
+/// process) wrote to the same file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditions_see_the_appends_of_another_store_on_the_same_file() {
-    use tamma_events::{AppendCondition, Error, QueryItem};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("e.db");
     let a = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
     let b = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
-    let x = Query::item(QueryItem::tags(["order:x"]));
-    let first = a
-        .append(vec![Event::new("A.WROTE").tag("order:x")], None)
-        .await
-        .unwrap()
-        .last_position();
-    // `a` itself passes a condition after its own last write (no query needed)...
-    let mine = a
-        .append(
-            vec![Event::new("A.WROTE").tag("order:y")],
-            Some(AppendCondition::new(x.clone()).after(first)),
-        )
-        .await
-        .unwrap();
-    // ...until `b` writes to the same stream.
-    let theirs = b
-        .append(vec![Event::new("B.WROTE").tag("order:x")], None)
-        .await
-        .unwrap()
-        .last_position();
-    assert_eq!(theirs, mine.last_position() + 1);
-    let r = a
-        .append(
-            vec![Event::new("A.WROTE").tag("order:x")],
-            Some(AppendCondition::new(x.clone()).after(first)),
-        )
-        .await;
-    assert!(
-        matches!(r, Err(Error::AppendConditionFailed { position }) if position == theirs),
-        "{r:?}"
-    );
-    // A type only `b` wrote, and the whole log.
-    let r = a
-        .append(
-            vec![Event::new("A.WROTE")],
-            Some(AppendCondition::new(Query::item(QueryItem::types(["B.WROTE"]))).after(first)),
-        )
-        .await;
-    assert!(matches!(r, Err(Error::AppendConditionFailed { position }) if position == theirs));
-    let r = a
-        .append(
-            vec![Event::new("A.WROTE")],
-            Some(AppendCondition::new(Query::all()).after(mine.last_position())),
-        )
-        .await;
-    assert!(matches!(r, Err(Error::AppendConditionFailed { position }) if position == theirs));
-    // Read up to the head, `a` passes again.
-    a.append(
-        vec![Event::new("A.WROTE").tag("order:x")],
-        Some(AppendCondition::new(x).after(theirs)),
-    )
-    .await
-    .unwrap();
+    tamma_events_testkit::conditions_see_another_writer(&a, &b).await;
 }
