@@ -62,6 +62,10 @@ impl Shared {
 
 struct Inner {
     pool: Pool,
+    /// The health check's own connection, opened when first needed and again after it fails: a pool
+    /// saturated by reads must not make the store look unhealthy.
+    health: tokio::sync::Mutex<Option<Client>>,
+    pg: tokio_postgres::Config,
     /// The client-side bound of one statement's answer (see [`bounded`]).
     answer_within: Option<Duration>,
     shared: Arc<Shared>,
@@ -79,8 +83,10 @@ struct Inner {
 ///   function. It takes a transaction-scoped advisory lock first and reads the head only then (READ
 ///   COMMITTED), so positions are gapless and in commit order across every process; each append of the
 ///   batch is checked in order against the state including the earlier ones, and gets its own result.
-/// - **Reads** are streams of pages from a pool; tag queries walk a `(tag, position)` B-tree and stop at
-///   their limit.
+/// - **Reads** are streams of pages from a pool; tag and type queries walk the key's runs
+///   `(key, first, last)` and the events each covers, and stop at their limit.
+/// - **Health** reads the head on a connection of its own, so a pool saturated by reads does not make
+///   the store look unhealthy.
 /// - **Subscriptions** read from their own cursor and are woken by `LISTEN/NOTIFY` (any process's
 ///   appends), with polling as the fallback.
 /// - **Retention** removes a prefix in chunks, one process at a time (advisory lock).
@@ -239,7 +245,7 @@ impl PostgresStore {
         tokio::spawn(writer::run(rx, pg.clone(), shared.clone(), answer_within));
         let (shutdown, shutdown_rx) = oneshot::channel();
         tokio::spawn(listen::run(
-            pg,
+            pg.clone(),
             pool.clone(),
             shared.clone(),
             shutdown_rx,
@@ -248,6 +254,8 @@ impl PostgresStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                health: tokio::sync::Mutex::new(None),
+                pg,
                 answer_within,
                 shared,
                 requests,
@@ -286,6 +294,28 @@ impl Inner {
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(pool_error)
+    }
+
+    /// The head, read on the health check's own connection (one at a time).
+    async fn health_head(&self) -> Result<u64> {
+        let mut conn = self.health.lock().await;
+        let read = bounded(self.answer_within, async {
+            if conn.as_ref().is_none_or(Client::is_closed) {
+                *conn = Some(connect_client(&self.pg).await?);
+            }
+            // Opened just above when missing.
+            let Some(c) = conn.as_ref() else {
+                return Err(Error::unavailable("no health connection"));
+            };
+            let row = c.query_one(HEAD_SQL, &[]).await.map_err(to_store_error)?;
+            Ok(to_u64(row.get(0)))
+        })
+        .await;
+        if read.is_err() {
+            // Its state is unknown: the next check opens a new one.
+            *conn = None;
+        }
+        read
     }
 
     async fn head(&self) -> Result<u64> {
@@ -598,7 +628,7 @@ impl EventStore for PostgresStore {
 
     fn health(&self) -> BoxFuture<'_, Result<StoreHealth>> {
         Box::pin(async move {
-            let head = self.inner.head().await?;
+            let head = self.inner.health_head().await?;
             Ok(StoreHealth {
                 head,
                 queue_depth: self.inner.shared.queued.load(Ordering::Relaxed),

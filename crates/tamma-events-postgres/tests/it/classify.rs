@@ -111,8 +111,9 @@ async fn constraint_violation_is_permanent() {
     assert_eq!(e.category(), "internal");
 }
 
-/// A pool whose only connection is busy answers `Unavailable` after `acquireTimeout`; retention waits for
-/// the retention lock another process holds (it never runs twice at once), then completes.
+/// A pool whose only connection is busy answers `Unavailable` after `acquireTimeout` (the health check,
+/// on a connection of its own, still answers); retention waits for the retention lock another process
+/// holds (it never runs twice at once), then completes.
 #[tokio::test]
 async fn pool_timeout_is_unavailable_and_retention_is_exclusive() {
     let db = TestDb::create().await;
@@ -147,6 +148,10 @@ async fn pool_timeout_is_unavailable_and_retention_is_exclusive() {
     let e = store.head().await.unwrap_err();
     assert!(matches!(e, Error::Unavailable { .. }), "{e}");
     assert!(e.is_transient());
+    // The health check has a connection of its own: a saturated pool does not make the store unhealthy.
+    for _ in 0..2 {
+        assert_eq!(store.health().await.unwrap().head, 1);
+    }
     other
         .execute("SELECT pg_advisory_unlock(6071218766870478851)", &[])
         .await
