@@ -16,6 +16,7 @@
 //! | [`Query`], [`QueryItem`], [`AppendCondition`], [`ReadOptions`], [`EventFilter`] | selecting events |
 //! | [`EventStore`], [`AppendResult`], [`StoreHealth`], [`SyncStats`], [`StoreCheck`] | the store |
 //! | [`EventsConfig`] | the `events` config section |
+//! | [`key_runs`], [`LastPositions`], [`write_json_str`] | for backends: tag and type runs, conditions a writer rules out itself, JSON text |
 //!
 //! ```
 //! use futures::StreamExt;
