@@ -1,5 +1,7 @@
 //! Behaviours of two stores writing one storage (two processes sharing a SQLite file or a PostgreSQL
 //! database). Not in [`conformance_tests!`](crate::conformance_tests): the backend's test opens both.
+//!
+//! Like the rest of the testkit these are assertions: a step that fails (`unwrap`) fails the calling test.
 
 use tamma_events::{AppendCondition, Error, Event, EventStore, Query, QueryItem};
 
