@@ -252,8 +252,20 @@ async fn open(pg: &tokio_postgres::Config) -> Result<Conn> {
     Ok(Conn { client, append })
 }
 
+/// Runs `(key, first, last)` of one append's tags or types, numbered from 1 (its first event).
+type Runs<'e> = Vec<(&'e str, i64, i64)>;
+
 /// One row of `tamma_append` per append: status, first position, conflict, stored rows.
 type Row = (i16, Option<i64>, Option<i64>, Option<serde_json::Value>);
+
+/// A [`Row`] with the head `tamma_append` found under the lock.
+type RowWithHead = (
+    i16,
+    Option<i64>,
+    Option<i64>,
+    Option<serde_json::Value>,
+    Option<i64>,
+);
 
 /// Commits `batch` as one call of `tamma_append`, telling it which conditions `last` rules out, and
 /// keeps `last` up to date with what the call wrote.
@@ -265,23 +277,35 @@ async fn commit(
     // Conditions ruled out by what this writer knows, valid if the head under the lock is still the
     // one it committed last. Each append's events are counted as written (at the positions they get if
     // every append before them is written: upper bounds, which is all a bound must be).
+    // Each append's tag and type runs, numbered from 1 (its first event): sent with it, and noted in
+    // `last` at the positions it gets.
+    let runs: Vec<_> = batch
+        .iter()
+        .map(|r| {
+            let numbered = || r.events.iter().zip(1i64..).map(|(e, p)| (p, e));
+            (
+                key_runs(numbered(), |e| e.tags.iter()),
+                key_runs(numbered(), |e| std::iter::once(e.event_type.as_str())),
+            )
+        })
+        .collect();
     let skip_head = last.committed_head();
     let mut skip: Vec<bool> = Vec::with_capacity(batch.len());
     if let Some(mut head) = skip_head {
         last.begin(head);
-        for r in batch {
+        for (r, (tags, types)) in batch.iter().zip(&runs) {
             skip.push(
                 r.condition
                     .as_ref()
                     .is_some_and(|cond| last.rules_out(cond, head)),
             );
-            last.wrote(&r.events, head + 1);
+            last.wrote_runs(tags, types, to_i64(head));
             head += r.events.len() as u64;
         }
     } else {
         skip.resize(batch.len(), false);
     }
-    let rows = call(c, batch, skip_head, &skip).await?;
+    let rows = call(c, batch, &runs, skip_head, &skip).await?;
     // The head the call found under the lock: when it is not the one this writer knew, someone else
     // wrote and what this writer knows starts over from it.
     let locked = rows.first().and_then(|r| r.4).map_or(0, to_u64);
@@ -289,11 +313,10 @@ async fn commit(
         last.begin(locked);
     }
     let mut head = locked;
-    for (r, row) in batch.iter().zip(&rows) {
+    for ((r, (tags, types)), row) in batch.iter().zip(&runs).zip(&rows) {
         if let (0, Some(first)) = (row.0, row.1) {
-            let first = to_u64(first);
-            last.wrote(&r.events, first);
-            head = head.max(first + r.events.len() as u64 - 1);
+            last.wrote_runs(tags, types, first - 1);
+            head = head.max(to_u64(first) + r.events.len() as u64 - 1);
         }
     }
     last.committed(head);
@@ -307,18 +330,10 @@ async fn commit(
 async fn call(
     c: &Conn,
     batch: &[Request],
+    runs: &[(Runs<'_>, Runs<'_>)],
     skip_head: Option<u64>,
     skip: &[bool],
-) -> Result<
-    Vec<(
-        i16,
-        Option<i64>,
-        Option<i64>,
-        Option<serde_json::Value>,
-        Option<i64>,
-    )>,
-    tokio_postgres::Error,
-> {
+) -> Result<Vec<RowWithHead>, tokio_postgres::Error> {
     let n: usize = batch.iter().map(|r| r.events.len()).sum();
     let a = batch.len();
     let mut counts: Vec<i32> = Vec::with_capacity(a);
@@ -340,16 +355,13 @@ async fn call(
     let mut run_last: Vec<i32> = Vec::new();
     let mut run_type: Vec<bool> = Vec::new();
     let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
-    for r in batch {
+    for (r, (tag_runs, type_runs)) in batch.iter().zip(runs) {
         counts.push(int(r.events.len()));
-        // The append's tag and type runs, numbered from 1 (its first event). An append holds far fewer
-        // than i32::MAX events (each is a row in memory here).
-        let numbered = || r.events.iter().zip(1i64..).map(|(e, p)| (p, e));
-        let tag_runs = key_runs(numbered(), |e| e.tags.iter());
-        let type_runs = key_runs(numbered(), |e| std::iter::once(e.event_type.as_str()));
+        // The append's runs, numbered from 1. An append holds far fewer than i32::MAX events (each is
+        // a row in memory here).
         run_counts.push(int(tag_runs.len() + type_runs.len()));
         for (runs, is_type) in [(tag_runs, false), (type_runs, true)] {
-            for (key, first, last) in runs {
+            for &(key, first, last) in runs {
                 run_keys.push(key);
                 run_first.push(i32::try_from(first).unwrap_or(i32::MAX));
                 run_last.push(i32::try_from(last).unwrap_or(i32::MAX));

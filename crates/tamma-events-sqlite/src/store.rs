@@ -1173,7 +1173,7 @@ impl GroupWrite<'_> {
                     .map(|&k| &group[k].payload.events[..])
                     .collect();
                 let (tags, types) = insert_runs(self.tx, &events, self.stored)?;
-                self.last.wrote_runs(&tags, &types);
+                self.last.wrote_runs(&tags, &types, 0);
                 for &k in &collected {
                     self.accept(results, k, &group[k].payload.events);
                 }
@@ -1195,7 +1195,7 @@ impl GroupWrite<'_> {
                 continue;
             }
             let (tags, types) = insert_runs(self.tx, &[&p.payload.events[..]], self.stored)?;
-            self.last.wrote_runs(&tags, &types);
+            self.last.wrote_runs(&tags, &types, 0);
             self.accept(results, k, &p.payload.events);
         }
         Ok(())

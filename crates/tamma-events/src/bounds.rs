@@ -70,17 +70,24 @@ impl LastPositions {
         let numbered = || events.iter().zip(first..).map(|(e, p)| (p, e));
         let tags = key_runs(numbered(), |e| e.tags.iter());
         let types = key_runs(numbered(), |e| std::iter::once(e.event_type.as_str()));
-        self.wrote_runs(&tags, &types);
+        self.wrote_runs(&tags, &types, 0);
     }
 
-    /// Notes events written as these runs of tags and of types (as [`key_runs`] gives them): each key's
-    /// last position is the end of its last run. Cheaper than [`wrote`](Self::wrote) for a writer that
-    /// has the runs already: one map update per run, not per key of every event.
-    pub fn wrote_runs(&mut self, tags: &[(&str, i64, i64)], types: &[(&str, i64, i64)]) {
-        fn note(map: &mut HashMap<String, u64>, runs: &[(&str, i64, i64)]) {
+    /// Notes events written as these runs of tags and of types (as [`key_runs`] gives them), their
+    /// positions moved by `shift` (0 when the runs have the written positions; a writer that made them
+    /// numbered from 1 before the positions were known passes the first position minus one): each
+    /// key's last position is the end of its last run. Cheaper than [`wrote`](Self::wrote) for a writer
+    /// that has the runs already: one map update per run, not per key of every event.
+    pub fn wrote_runs(
+        &mut self,
+        tags: &[(&str, i64, i64)],
+        types: &[(&str, i64, i64)],
+        shift: i64,
+    ) {
+        let note = |map: &mut HashMap<String, u64>, runs: &[(&str, i64, i64)]| {
             for &(key, _, last) in runs {
                 // Positions are positive; anything else would bound nothing.
-                let last = u64::try_from(last).unwrap_or(u64::MAX);
+                let last = u64::try_from(last.saturating_add(shift)).unwrap_or(u64::MAX);
                 match map.get_mut(key) {
                     Some(p) => *p = (*p).max(last),
                     None => {
@@ -88,7 +95,7 @@ impl LastPositions {
                     }
                 }
             }
-        }
+        };
         note(&mut self.tags, tags);
         note(&mut self.types, types);
     }
