@@ -1175,7 +1175,7 @@ impl GroupWrite<'_> {
                 let (tags, types) = insert_runs(self.tx, &events, self.stored)?;
                 self.last.wrote_runs(&tags, &types, 0);
                 for &k in &collected {
-                    self.accept(results, k, &group[k].payload.events);
+                    self.accept(results, k, group[k].payload.events.len());
                 }
                 return Ok(());
             }
@@ -1196,7 +1196,7 @@ impl GroupWrite<'_> {
             }
             let (tags, types) = insert_runs(self.tx, &[&p.payload.events[..]], self.stored)?;
             self.last.wrote_runs(&tags, &types, 0);
-            self.accept(results, k, &p.payload.events);
+            self.accept(results, k, encoded.len());
         }
         Ok(())
     }
@@ -1210,8 +1210,7 @@ impl GroupWrite<'_> {
     }
 
     /// Answers append `k`, written at the `n` positions after `stored`.
-    fn accept(&mut self, results: &mut Answers, k: usize, events: &[Event]) {
-        let n = events.len();
+    fn accept(&mut self, results: &mut Answers, k: usize, n: usize) {
         let positions: Vec<u64> = (self.stored + 1..=self.stored + n as u64).collect();
         self.stored += n as u64;
         self.written += n as u64;
