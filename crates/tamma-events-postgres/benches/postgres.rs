@@ -5,7 +5,10 @@
 //! 2-second raw `write 4 KiB + fdatasync` probe there, `pgbench` single-row INSERT rates at 1 and 8
 //! clients measured in the same run (the one-client rate in rounds alternating with the store's 1x1 workload), then the store's workloads through the `EventStore` API (durable,
 //! `synchronous_commit=on`): events/s, p50/p99 latency per append, events per WAL sync (from
-//! `pg_stat_wal`), and CPU seconds per 1,000 events of this process and of the server backends.
+//! `pg_stat_wal`), and CPU seconds per 1,000 events of this process and of the server backends. The
+//! 100/append rows are set beside their floor, measured in the same run with `pgbench`: plain 100-row
+//! `INSERT`s of the same rows into a table of the events' shape, without and with a lock held to the
+//! commit (the serialisation that keeps positions commit-ordered).
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)] // A report printed for people.
 
 use std::fs::OpenOptions;
@@ -99,6 +102,10 @@ async fn run() {
     let r16 = workload(&admin, "conditional 1x1, 16 writers", 16, 1).await;
     let r100 = workload(&admin, "conditional 100/append, 1 writer", 1, 100).await;
     let r100x4 = workload(&admin, "conditional 100/append, 4 writers", 4, 100).await;
+    let floor1 = pgbench.bulk_rate(1, false);
+    let floor4 = pgbench.bulk_rate(4, false);
+    let locked1 = pgbench.bulk_rate(1, true);
+    let locked4 = pgbench.bulk_rate(4, true);
     pgbench.drop(&admin).await;
     println!();
     let mut ratios: Vec<f64> = rounds.iter().map(|(pg1, r1)| r1 / pg1).collect();
@@ -109,6 +116,14 @@ async fn run() {
             .map(|(pg1, r1)| format!("{r1:.0}/s vs {pg1:.0} tps = {:.2}x", r1 / pg1))
             .collect::<Vec<_>>()
             .join("; ")
+    );
+    println!(
+        "100/append against plain 100-row INSERTs of the same rows into a table of the same shape (pgbench, 5 s, \
+         no tag index): 1 client {floor1:.0} rows/s, 4 clients {floor4:.0}; each holding a lock to its commit as \
+         appends do: 1 client {locked1:.0}, 4 clients {locked4:.0}. The store: 1 writer {r100:.0}/s = {:.2}x the \
+         serialised floor; 4 writers {r100x4:.0}/s = {:.2}x",
+        r100 / locked1,
+        r100x4 / locked4
     );
     ratios.sort_by(f64::total_cmp);
     let median = ratios[ratios.len() / 2];
@@ -190,7 +205,31 @@ fn fdatasync_probe(data_dir: &str) -> (f64, u64) {
 struct PgBench {
     db: String,
     script: std::path::PathBuf,
+    /// [`BULK_SCRIPT`].
+    bulk: std::path::PathBuf,
+    /// [`BULK_SCRIPT`] serialised as appends are (see [`serialised`]).
+    bulk_locked: std::path::PathBuf,
 }
+
+/// `BULK_SCRIPT` holding a transaction-scoped advisory lock from its start to its commit, as appends
+/// hold theirs: the floor for appends whose positions are commit-ordered.
+fn serialised() -> String {
+    BULK_SCRIPT.replace(
+        "  FROM (SELECT nextval",
+        "  FROM (SELECT pg_advisory_xact_lock(42)) l, (SELECT nextval",
+    )
+}
+
+/// The floor under "100 per append": one plain statement inserting 100 rows of the events' shape into
+/// a table like `tamma_events` (position primary key, unique id, BRIN on `recorded_at`), positions from
+/// a sequence, ids increasing (as UUIDv7 ids are), metadata and data parsed per row. No function, no
+/// lock, no condition, no tag or type index: what PostgreSQL and this disk do for these rows alone.
+const BULK_SCRIPT: &str = "INSERT INTO floor_events (position, id, type, timestamp, recorded_at, tags, metadata, data)
+SELECT p, lpad(to_hex(p), 32, '0')::uuid, 'ORDER.PLACED', now(), now(), ARRAY['writer:1', 'order:' || p],
+       format('{\"correlationId\":\"corr-%s\",\"userId\":\"user-42\",\"eventSource\":\"system\"}', p)::jsonb,
+       format('{\"orderId\":\"%s\",\"customer\":\"c-1234\",\"items\":[{\"sku\":\"A-100\",\"qty\":2,\"price\":19.99},{\"sku\":\"B-200\",\"qty\":1,\"price\":5.5}],\"note\":\"deliver to the back door, ring twice\",\"total\":45.48}', p)::json
+  FROM (SELECT nextval('floor_position') AS p FROM generate_series(1, 100)) g;
+";
 
 impl PgBench {
     async fn setup(admin: &Client) -> Self {
@@ -205,10 +244,15 @@ impl PgBench {
             .expect("create the pgbench database");
         let c = connect(&db).await;
         c.batch_execute(
-            "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, v integer NOT NULL, payload text NOT NULL)",
+            "CREATE TABLE bench_insert (id bigserial PRIMARY KEY, v integer NOT NULL, payload text NOT NULL);
+             CREATE TABLE floor_events (position bigint PRIMARY KEY, id uuid NOT NULL UNIQUE,
+                 type text NOT NULL, timestamp timestamptz NOT NULL, recorded_at timestamptz NOT NULL,
+                 tags text[] NOT NULL, metadata jsonb, data json NOT NULL);
+             CREATE INDEX ON floor_events USING brin (recorded_at);
+             CREATE SEQUENCE floor_position CACHE 1000;",
         )
         .await
-        .expect("table");
+        .expect("tables");
         drop(c);
         let status = Command::new("pgbench")
             .args([
@@ -231,15 +275,46 @@ impl PgBench {
             "\\set r random(1, 1000000)\nINSERT INTO bench_insert (v, payload) VALUES (:r, 'tamma pgbench row of about two hundred bytes: lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore et dolore magna aliqua.');\n",
         )
         .expect("script");
-        Self { db, script }
+        let bulk =
+            std::env::temp_dir().join(format!("tamma-pgbench-bulk-{}.sql", std::process::id()));
+        std::fs::write(&bulk, BULK_SCRIPT).expect("script");
+        let bulk_locked = std::env::temp_dir().join(format!(
+            "tamma-pgbench-bulk-locked-{}.sql",
+            std::process::id()
+        ));
+        std::fs::write(&bulk_locked, serialised()).expect("script");
+        Self {
+            db,
+            script,
+            bulk,
+            bulk_locked,
+        }
     }
 
-    /// Transactions per second over 5 s with `clients` clients on `threads` threads.
+    /// Rows per second of [`BULK_SCRIPT`] (`locked`: [`serialised`]) over 5 s with `clients` clients on
+    /// up to 2 threads.
+    fn bulk_rate(&self, clients: u32, locked: bool) -> f64 {
+        let script = if locked {
+            &self.bulk_locked
+        } else {
+            &self.bulk
+        };
+        self.run(script, clients, 2.min(clients)) * 100.0
+    }
+
+    /// Transactions per second of the single-row INSERT over 5 s with `clients` clients on `threads`
+    /// threads.
     fn rate(&self, clients: u32, threads: u32) -> f64 {
+        self.run(&self.script, clients, threads)
+    }
+
+    /// Transactions per second of `script` over 5 s.
+    fn run(&self, script: &std::path::Path, clients: u32, threads: u32) -> f64 {
         let out = Command::new("pgbench")
-            .args(["-n", "-c", &clients.to_string(), "-j", &threads.to_string()])
+            .args(["-n", "-c", &clients.to_string()])
+            .args(["-j", &threads.to_string()])
             .args(["-T", "5", "-h", "127.0.0.1", "-U", "postgres", "-f"])
-            .arg(&self.script)
+            .arg(script)
             .arg(&self.db)
             .output()
             .expect("pgbench");
@@ -258,6 +333,8 @@ impl PgBench {
 
     async fn drop(self, admin: &Client) {
         let _ = std::fs::remove_file(&self.script);
+        let _ = std::fs::remove_file(&self.bulk);
+        let _ = std::fs::remove_file(&self.bulk_locked);
         admin
             .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.db))
             .await

@@ -6,7 +6,9 @@
 //! (and prints the filesystem type), then runs each workload through the `EventStore` API, durable
 //! (`synchronous=FULL`), and prints events/s, p50/p99 latency per call, CPU seconds per 1,000 events and,
 //! for writes, events per commit (each commit is one WAL sync), the mean time of a WAL sync and the share of the run spent in them. Events look like real ones: a UUIDv7 id,
-//! 2 tags, about 200 bytes of JSON data and 3 metadata keys.
+//! 2 tags, about 200 bytes of JSON data and 3 metadata keys. The large appends are also run with their
+//! events built before the clock starts (the store's own cost), and the baseline rows write the same rows
+//! with plain SQLite through rusqlite (one table, no tag index, no condition) in the same run.
 #![allow(
     clippy::print_stdout,
     clippy::cast_precision_loss,
@@ -169,6 +171,9 @@ enum Build {
     /// as the emitter gathers the next batch while one is being written). Building still counts in
     /// the CPU column; it no longer stands between two appends.
     Ahead,
+    /// Built before the clock starts: the rate, latency and CPU are the store's alone (building the
+    /// events is the application's work, done on its own threads).
+    Before,
 }
 
 /// `writers` tasks each appending `per_append` events per call with a condition on their own tag, for
@@ -183,12 +188,12 @@ async fn writers(
     build: Build,
 ) -> Row {
     let before = store.head().await.unwrap();
-    let syncs0 = store.wal_syncs();
-    let cpu0 = cpu_seconds();
-    let start = Instant::now();
+    // Every writer is ready (its events built, for `Build::Before`) before the clock starts.
+    let ready = Arc::new(tokio::sync::Barrier::new(writers as usize + 1));
     let mut tasks = Vec::new();
     for w in 0..writers {
         let store = store.clone();
+        let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new(3).unwrap();
             let tag = format!("writer:{w}-{}", uuid::Uuid::now_v7());
@@ -213,6 +218,12 @@ async fn writers(
                 });
                 rx
             });
+            let mut built: std::collections::VecDeque<Vec<_>> = if build == Build::Before {
+                (0..max_calls).map(|c| batch(c * per_append)).collect()
+            } else {
+                std::collections::VecDeque::new()
+            };
+            ready.wait().await;
             let mut last = 0;
             let mut n = 0;
             let t0 = Instant::now();
@@ -220,7 +231,7 @@ async fn writers(
             while t0.elapsed() < dur && calls < max_calls {
                 let events = match &mut ahead {
                     Some(rx) => rx.recv().await.unwrap(),
-                    None => batch(n),
+                    None => built.pop_front().unwrap_or_else(|| batch(n)),
                 };
                 let cond = AppendCondition::new(q.clone()).after(last);
                 let t = Instant::now();
@@ -233,6 +244,10 @@ async fn writers(
             (n, h)
         }));
     }
+    ready.wait().await;
+    let syncs0 = store.wal_syncs();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
     let mut lat = Histogram::<u64>::new(3).unwrap();
     let mut events = 0;
     for t in tasks {
@@ -252,6 +267,76 @@ async fn writers(
         lat,
         per_commit,
         syncs,
+    }
+}
+
+/// The baseline: the same rows written with plain SQLite through rusqlite, no event store around them.
+/// One table of the events' shape (rowid position, a `UNIQUE` id, the same columns, no tag or type
+/// index), WAL with `synchronous=FULL`, `per_txn` single-row `INSERT`s per `BEGIN IMMEDIATE … COMMIT`,
+/// the rows encoded before the clock starts. What SQLite and this disk do for these rows alone, so the
+/// store's rows above read against it.
+fn plain_sqlite(dir: &Path, per_txn: u64, txns: u64, dur: Duration) -> Row {
+    let path = dir.join(format!("plain-{per_txn}.db"));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE events (position INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,
+             type TEXT NOT NULL, timestamp INTEGER NOT NULL, recorded_at INTEGER NOT NULL,
+             tags TEXT NOT NULL, metadata TEXT, data TEXT NOT NULL);",
+    )
+    .unwrap();
+    type Encoded = (uuid::Uuid, String, String, String, String);
+    let rows: Vec<Encoded> = (0..per_txn * txns)
+        .map(|i| {
+            let e = event("writer:plain", "kind:bench", i);
+            let mut tags = Vec::new();
+            e.tags.write_json(&mut tags);
+            let mut meta = Vec::new();
+            e.metadata.write_json(&mut meta);
+            (
+                e.id,
+                e.event_type.clone(),
+                String::from_utf8(tags).unwrap(),
+                String::from_utf8(meta).unwrap(),
+                e.data.as_json().to_owned(),
+            )
+        })
+        .collect();
+    let mut lat = Histogram::<u64>::new(3).unwrap();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut events = 0;
+    for chunk in rows.chunks(per_txn as usize) {
+        if start.elapsed() >= dur {
+            break;
+        }
+        let t = Instant::now();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO events (id, type, timestamp, recorded_at, tags, metadata, data)
+                     VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
+                )
+                .unwrap();
+            for (id, ty, tags, meta, data) in chunk {
+                insert
+                    .execute(rusqlite::params![id.as_bytes(), ty, 0i64, tags, meta, data])
+                    .unwrap();
+            }
+        }
+        conn.execute_batch("COMMIT").unwrap();
+        lat.record(t.elapsed().as_micros() as u64).unwrap();
+        events += chunk.len() as u64;
+    }
+    Row {
+        name: format!("baseline: plain SQLite, {per_txn} rows per commit"),
+        events,
+        secs: start.elapsed().as_secs_f64(),
+        cpu: cpu_seconds() - cpu0,
+        lat,
+        per_commit: Some(per_txn as f64),
+        syncs: None,
     }
 }
 
@@ -359,6 +444,15 @@ fn main() {
             ("1 writer, 1000 per append, next built meanwhile", 1000, 60),
         ] {
             print_row(&writers(&store, name, 1, per_append, secs, calls, Build::Ahead).await);
+        }
+        for (name, per_append, calls) in [
+            ("1 writer, 100 per append, built before", 100, 300),
+            ("1 writer, 1000 per append, built before", 1000, 60),
+        ] {
+            print_row(&writers(&store, name, 1, per_append, secs, calls, Build::Before).await);
+        }
+        for (per_txn, txns) in [(1, 20_000), (100, 300), (1000, 60)] {
+            print_row(&plain_sqlite(dir.path(), per_txn, txns, secs));
         }
         drop(store);
 
