@@ -29,7 +29,8 @@ pub struct PostgresConfig {
     #[schemars(extend("x-tamma-restart" = true))]
     pub url: Secret,
     /// Most connections in the pool used by reads, subscriptions, health and retention. The store opens
-    /// two more of its own: the group-commit writer and the `LISTEN` connection.
+    /// more of its own: the group-commit writer, the health check's and, while a subscription is live,
+    /// the `LISTEN` connection.
     #[schemars(extend("x-tamma-restart" = true))]
     pub pool_size: u32,
     /// Longest time (ms, or `"5s"`) to open one connection to the server.
@@ -41,8 +42,8 @@ pub struct PostgresConfig {
     /// Server-side limit (ms) on one statement (`statement_timeout`); 0 means no limit.
     #[schemars(extend("x-tamma-restart" = true))]
     pub statement_timeout: DurationMs,
-    /// How often (ms) subscriptions look at the head without a `NOTIFY` (the fallback when a notification
-    /// is lost, e.g. while the listening connection reconnects).
+    /// How often (ms) live subscriptions look at the head without a `NOTIFY` (the fallback when a
+    /// notification is lost, e.g. while the listening connection reconnects).
     #[schemars(extend("x-tamma-restart" = true))]
     pub poll_interval: DurationMs,
 }

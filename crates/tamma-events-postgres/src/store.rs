@@ -45,6 +45,10 @@ pub(crate) struct Shared {
     pub(crate) last_commit: Mutex<Option<Instant>>,
     /// Why the writer's last transaction failed, until one succeeds.
     pub(crate) last_commit_error: Mutex<Option<String>>,
+    /// Live subscriptions of this store: the head watcher listens and polls only while there are some.
+    pub(crate) subscribers: AtomicUsize,
+    /// Wakes the head watcher when a subscription starts or ends.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -57,6 +61,25 @@ impl Shared {
             }
             higher
         });
+    }
+}
+
+/// One live subscription, counted in [`Shared::subscribers`] from its start to its drop; both wake the
+/// head watcher.
+struct Subscribed(Arc<Shared>);
+
+impl Subscribed {
+    fn start(shared: Arc<Shared>) -> Self {
+        shared.subscribers.fetch_add(1, Ordering::AcqRel);
+        shared.wake.notify_one();
+        Self(shared)
+    }
+}
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.0.subscribers.fetch_sub(1, Ordering::AcqRel);
+        self.0.wake.notify_one();
     }
 }
 
@@ -235,6 +258,8 @@ impl PostgresStore {
             queued: AtomicUsize::new(0),
             last_commit: Mutex::new(None),
             last_commit_error: Mutex::new(None),
+            subscribers: AtomicUsize::new(0),
+            wake: tokio::sync::Notify::new(),
         });
         let (requests, rx) = mpsc::channel(QUEUE_CAPACITY);
         // Half again the server's limit (at least a second more): time for the server to report its
@@ -619,7 +644,15 @@ impl EventStore for PostgresStore {
             poll_interval: None,
             page_size: SUBSCRIPTION_PAGE,
         };
-        subscription(src, query, after)
+        // Counted while the stream lives: the head watcher listens only while someone subscribes.
+        let live = Subscribed::start(self.inner.shared.clone());
+        Box::pin(futures::StreamExt::map(
+            subscription(src, query, after),
+            move |item| {
+                let _live = &live;
+                item
+            },
+        ))
     }
 
     fn delete_before(&self, cutoff: DateTime<Utc>) -> BoxFuture<'_, Result<u64>> {

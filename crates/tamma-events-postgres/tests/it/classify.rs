@@ -173,7 +173,7 @@ async fn store_recovers_from_killed_connections() {
     let killed: i64 = admin
         .query_one(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-              WHERE datname = current_database() AND application_name = 'tamma-events') k",
+              WHERE datname = current_database() AND application_name LIKE 'tamma-events%') k",
             &[],
         )
         .await

@@ -299,13 +299,101 @@ async fn notify_wakes_other_stores() {
         .await
         .unwrap();
     let mut sub = reader.subscribe(Query::all(), 0);
-    // Let the reader's LISTEN connection come up (it starts on the watcher's first tick).
+    // Let the reader's LISTEN connection come up (the subscription wakes the watcher to open it).
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 1..=3u64 {
         writer.append(vec![Event::new("N")], None).await.unwrap();
         let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
             .await
             .expect("woken by NOTIFY, not by the 60 s poll")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.position, i);
+    }
+}
+
+/// The store's listening connections in the test database (`application_name` `tamma-events-listen`).
+async fn listeners(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'tamma-events-listen'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Waits up to 5 s for `want` listening connections.
+async fn await_listeners(admin: &tokio_postgres::Client, want: i64) {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = listeners(admin).await;
+        if n == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{n} listening connections, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A store listens only while a subscription is live: one that only appends (a worker) holds no
+/// listening connection, so it is not woken by every other process's appends. A subscription opens
+/// the connection at once (not at the next poll), is woken through it by another store's appends, and
+/// the connection closes when the last subscription is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listens_only_while_a_subscription_is_live() {
+    let db = TestDb::create().await;
+    let admin = db.client().await;
+    let config = PostgresConfig {
+        poll_interval: tamma_core::DurationMs::from_secs(60),
+        ..db.config()
+    };
+    let reader = PostgresStore::connect(&config, Limits::default())
+        .await
+        .unwrap();
+    let writer = PostgresStore::connect(&config, Limits::default())
+        .await
+        .unwrap();
+    writer.append(vec![Event::new("N")], None).await.unwrap();
+    reader.append(vec![Event::new("N")], None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(listeners(&admin).await, 0, "no subscription, no LISTEN");
+
+    let mut sub = reader.subscribe(Query::all(), 2);
+    await_listeners(&admin, 1).await;
+    for i in 3..=4u64 {
+        writer.append(vec![Event::new("N")], None).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("woken by NOTIFY, not by the 60 s poll")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.position, i);
+    }
+    let second = reader.subscribe(Query::all(), 4);
+    drop(sub);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(listeners(&admin).await, 1, "one subscription is still live");
+    drop(second);
+    await_listeners(&admin, 0).await;
+
+    // And again: a new subscription after the connection closed sees what was appended meanwhile
+    // and what comes next.
+    writer.append(vec![Event::new("N")], None).await.unwrap();
+    let mut sub = reader.subscribe(Query::all(), 4);
+    for i in 5..=6u64 {
+        if i == 6 {
+            await_listeners(&admin, 1).await;
+            writer.append(vec![Event::new("N")], None).await.unwrap();
+        }
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("delivered well before the 60 s poll")
             .unwrap()
             .unwrap();
         assert_eq!(got.position, i);
