@@ -283,31 +283,38 @@ async fn nul_characters() {
     assert_eq!(store.get(ev.id).await.unwrap().unwrap().event.data, data);
 }
 
+/// Two stores on `db` (two processes, in production) that read the head without a `NOTIFY` only every
+/// 60 s: anything delivered sooner came through `LISTEN`.
+async fn two_stores_polling_rarely(db: &TestDb) -> (PostgresStore, PostgresStore) {
+    let config = PostgresConfig {
+        poll_interval: tamma_core::DurationMs::from_secs(60),
+        ..db.config()
+    };
+    let open = || PostgresStore::connect(&config, Limits::default());
+    (open().await.unwrap(), open().await.unwrap())
+}
+
+/// The next event of `sub`, which must come within 5 s (`why` says why it should).
+async fn next_soon(sub: &mut tamma_events::EventStream, why: &str) -> tamma_events::SequencedEvent {
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect(why)
+        .unwrap()
+        .unwrap()
+}
+
 /// Appends through one store wake the subscriptions of another store on the same database (another
 /// process, in production) through `NOTIFY`, well before the poll interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_wakes_other_stores() {
     let db = TestDb::create().await;
-    let config = PostgresConfig {
-        poll_interval: tamma_core::DurationMs::from_secs(60),
-        ..db.config()
-    };
-    let reader = PostgresStore::connect(&config, Limits::default())
-        .await
-        .unwrap();
-    let writer = PostgresStore::connect(&config, Limits::default())
-        .await
-        .unwrap();
+    let (reader, writer) = two_stores_polling_rarely(&db).await;
     let mut sub = reader.subscribe(Query::all(), 0);
     // Let the reader's LISTEN connection come up (the subscription wakes the watcher to open it).
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 1..=3u64 {
         writer.append(vec![Event::new("N")], None).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
-            .await
-            .expect("woken by NOTIFY, not by the 60 s poll")
-            .unwrap()
-            .unwrap();
+        let got = next_soon(&mut sub, "woken by NOTIFY, not by the 60 s poll").await;
         assert_eq!(got.position, i);
     }
 }
@@ -349,16 +356,7 @@ async fn await_listeners(admin: &tokio_postgres::Client, want: i64) {
 async fn listens_only_while_a_subscription_is_live() {
     let db = TestDb::create().await;
     let admin = db.client().await;
-    let config = PostgresConfig {
-        poll_interval: tamma_core::DurationMs::from_secs(60),
-        ..db.config()
-    };
-    let reader = PostgresStore::connect(&config, Limits::default())
-        .await
-        .unwrap();
-    let writer = PostgresStore::connect(&config, Limits::default())
-        .await
-        .unwrap();
+    let (reader, writer) = two_stores_polling_rarely(&db).await;
     writer.append(vec![Event::new("N")], None).await.unwrap();
     reader.append(vec![Event::new("N")], None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -368,11 +366,7 @@ async fn listens_only_while_a_subscription_is_live() {
     await_listeners(&admin, 1).await;
     for i in 3..=4u64 {
         writer.append(vec![Event::new("N")], None).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
-            .await
-            .expect("woken by NOTIFY, not by the 60 s poll")
-            .unwrap()
-            .unwrap();
+        let got = next_soon(&mut sub, "woken by NOTIFY, not by the 60 s poll").await;
         assert_eq!(got.position, i);
     }
     let second = reader.subscribe(Query::all(), 4);
@@ -391,11 +385,7 @@ async fn listens_only_while_a_subscription_is_live() {
             await_listeners(&admin, 1).await;
             writer.append(vec![Event::new("N")], None).await.unwrap();
         }
-        let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
-            .await
-            .expect("delivered well before the 60 s poll")
-            .unwrap()
-            .unwrap();
+        let got = next_soon(&mut sub, "delivered well before the 60 s poll").await;
         assert_eq!(got.position, i);
     }
 }
