@@ -436,6 +436,119 @@ async fn a_group_answers_conditions_retries_and_conflicts_within_itself() {
     );
 }
 
+/// Concurrent appenders whose appends share groups, each coming back with new events under a
+/// condition on its own stream that passes, a retry of its previous append, or a condition that its
+/// own last event fails: every answer is right (retries get their original positions, refusals name
+/// the event), positions stay gapless with no row of a retry or a refusal left, and every appender's
+/// tag finds exactly its events, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_groups_answer_new_appends_retries_and_refusals() {
+    use tamma_events::{AppendCondition, AppendResult, QueryItem};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path().join("e.db"),
+            SqliteOptions {
+                group_wait: Duration::from_millis(20),
+                ..SqliteOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let (appenders, rounds) = (8usize, 40usize);
+    let mut tasks = Vec::new();
+    for w in 0..appenders {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let tag = format!("w:{w}");
+            let mut mine: Vec<(u64, uuid::Uuid)> = Vec::new();
+            let mut previous: Option<(Vec<Event>, AppendResult)> = None;
+            for i in 0..rounds {
+                let last = mine.last().map_or(0, |m| m.0);
+                match (i + w) % 4 {
+                    // A retry of the previous append: the original positions, nothing written.
+                    1 if previous.is_some() => {
+                        let (events, first) = previous.clone().unwrap();
+                        let again = store.append(events, None).await.unwrap();
+                        assert!(again.duplicate, "{w}/{i}: {again:?}");
+                        assert_eq!(again.positions, first.positions, "{w}/{i}");
+                    }
+                    // A condition that an event of this appender's own stream fails.
+                    2 if last > 0 => {
+                        let cond =
+                            AppendCondition::new(Query::item(QueryItem::tags([tag.clone()])))
+                                .after(last - 1);
+                        let e = Event::new("REFUSED").tag(tag.clone());
+                        match store.append(vec![e], Some(cond)).await {
+                            Err(tamma_events::Error::AppendConditionFailed { position }) => {
+                                assert_eq!(position, last, "{w}/{i}");
+                            }
+                            other => panic!("{w}/{i}: {other:?}"),
+                        }
+                    }
+                    // New events (one or two) under a condition on the stream that passes.
+                    n => {
+                        let events: Vec<Event> = (0..1 + n % 2)
+                            .map(|k| {
+                                Event::new("NEW")
+                                    .tag(tag.clone())
+                                    .data(serde_json::json!([i, k]))
+                            })
+                            .collect();
+                        let cond =
+                            AppendCondition::new(Query::item(QueryItem::tags([tag.clone()])))
+                                .after(last);
+                        let r = store.append(events.clone(), Some(cond)).await.unwrap();
+                        assert!(!r.duplicate);
+                        mine.extend(r.positions.iter().copied().zip(events.iter().map(|e| e.id)));
+                        previous = Some((events, r));
+                    }
+                }
+            }
+            (tag, mine)
+        }));
+    }
+    let mut expected = Vec::new();
+    for t in tasks {
+        expected.push(t.await.unwrap());
+    }
+    let all: Vec<_> = store
+        .read(Query::all(), ReadOptions::forwards())
+        .try_collect()
+        .await
+        .unwrap();
+    let total: usize = expected.iter().map(|(_, m)| m.len()).sum();
+    assert_eq!(
+        all.len(),
+        total,
+        "no row of a retry or a refused append stayed"
+    );
+    assert!(
+        all.iter().zip(1u64..).all(|(e, p)| e.position == p),
+        "positions are gapless"
+    );
+    assert_eq!(store.head().await.unwrap(), total as u64);
+    for (tag, mine) in &expected {
+        let found: Vec<(u64, uuid::Uuid)> = store
+            .read(
+                Query::item(QueryItem::tags([tag.clone()])),
+                ReadOptions::forwards(),
+            )
+            .map_ok(|e| (e.position, e.event.id))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(&found, mine, "{tag}");
+    }
+    let commits: std::collections::HashSet<_> = all.iter().map(|e| e.recorded_at).collect();
+    assert!(
+        commits.len() < all.len(),
+        "appends shared commits: {} commits for {} events",
+        commits.len(),
+        all.len()
+    );
+}
+
 /// Events written together that share a tag or a type are indexed by one run per key, and a run stops
 /// where an event without the key comes between.
 #[tokio::test]
