@@ -451,7 +451,7 @@ fn main() {
         ] {
             print_row(&writers(&store, name, 1, per_append, secs, calls, Build::Before).await);
         }
-        for (per_txn, txns) in [(1, 20_000), (100, 300), (1000, 60)] {
+        for (per_txn, txns) in [(1, 20_000), (16, 5_000), (100, 300), (1000, 60)] {
             print_row(&plain_sqlite(dir.path(), per_txn, txns, secs));
         }
         drop(store);
