@@ -208,19 +208,16 @@ pub(crate) fn encode(events: &[Event]) -> Encoded {
     Encoded { buf, rows }
 }
 
-/// Tags from the JSON array the writer stored. A compact array of strings without a backslash (the
-/// tags of almost every event) is split without a JSON parser: with no escapes, no string can hold a
-/// quote, so `","` only ever separates two tags. Anything else goes through `serde_json`.
+/// Tags from the JSON array the writer stored: [`Tags::from_plain_json`] for the compact form without
+/// escapes the writer writes (the tags of almost every event), `serde_json` for anything else.
 fn tags_from_json(text: &str) -> serde_json::Result<Tags> {
-    if text == "[]" {
-        return Ok(Tags::new());
-    }
-    if !text.contains('\\')
-        && let Some(inner) = text.strip_prefix("[\"").and_then(|t| t.strip_suffix("\"]"))
-    {
-        return Ok(inner.split("\",\"").collect());
-    }
-    serde_json::from_str(text)
+    Tags::from_plain_json(text).map_or_else(|| serde_json::from_str(text), Ok)
+}
+
+/// Metadata from the JSON the writer stored: [`EventMetadata::from_plain_json`] for the compact form
+/// without escapes the writer writes, `serde_json` for anything else.
+fn metadata_from_json(text: &str) -> serde_json::Result<EventMetadata> {
+    EventMetadata::from_plain_json(text).map_or_else(|| serde_json::from_str(text), Ok)
 }
 
 /// Reads one row selected with [`COLUMNS`].
@@ -231,7 +228,7 @@ pub(crate) fn decode(r: &Row<'_>) -> rusqlite::Result<SequencedEvent> {
     let id: [u8; 16] = r.get(1)?;
     let tags = tags_from_json(r.get_ref(5)?.as_str()?).map_err(|e| conv(5, e))?;
     let metadata: EventMetadata = match r.get_ref(6)?.as_str_or_null()? {
-        Some(s) => serde_json::from_str(s).map_err(|e| conv(6, e))?,
+        Some(s) => metadata_from_json(s).map_err(|e| conv(6, e))?,
         None => EventMetadata::default(),
     };
     // The text the writer stored from a checked payload: copied, never parsed.
@@ -303,7 +300,7 @@ impl RawRow {
         };
         let tags = tags_from_json(&buf[self.tags.clone()]).map_err(|e| damaged("tags", e))?;
         let metadata: EventMetadata = match &self.metadata {
-            Some(m) => serde_json::from_str(&buf[m.clone()]).map_err(|e| damaged("metadata", e))?,
+            Some(m) => metadata_from_json(&buf[m.clone()]).map_err(|e| damaged("metadata", e))?,
             None => EventMetadata::default(),
         };
         Ok(SequencedEvent {
@@ -657,6 +654,26 @@ mod tests {
             assert_eq!(super::tags_from_json(&text).unwrap(), tags, "{text}");
         }
         assert!(super::tags_from_json("[\"a\"").is_err());
+        // Not the compact form: read by serde_json, the same tags or an error.
+        assert_eq!(
+            super::tags_from_json("[\"a\", \"b\"]").unwrap(),
+            Tags::from(["a", "b"])
+        );
+        assert!(super::tags_from_json("[\"a\"x\"b\"]").is_err());
+        assert!(super::tags_from_json("[\"a\",\"b\u{1}\"]").is_err());
+        // Metadata: the writer's compact form and anything else read alike.
+        for text in [
+            r#"{"eventSource":"system","correlationId":"c-1","k":"v"}"#,
+            r#"{"eventSource": "system", "correlationId": "c-1", "k": "v"}"#,
+            r#"{"k":"\"quoted\""}"#,
+        ] {
+            assert_eq!(
+                super::metadata_from_json(text).unwrap(),
+                serde_json::from_str::<EventMetadata>(text).unwrap(),
+                "{text}"
+            );
+        }
+        assert!(super::metadata_from_json(r#"{"eventSource":"robot"}"#).is_err());
         assert!(super::tags_from_json("{}").is_ok_and(|t| t.is_empty()));
     }
 
