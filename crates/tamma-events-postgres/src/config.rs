@@ -25,6 +25,8 @@ use tamma_core::{DurationMs, Problem, Secret, Validate, join_path};
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct PostgresConfig {
     /// Connection URL, `postgres://user:password@host:5432/database` (libpq URL or key=value form).
+    /// TLS as in libpq: `sslmode` `disable`, `prefer` (default), `require`, `verify-ca` or
+    /// `verify-full`, and `sslrootcert` (a PEM file, or `system`).
     /// Secret because it may carry the password.
     #[schemars(extend("x-tamma-restart" = true))]
     pub url: Secret,
@@ -75,12 +77,19 @@ impl Validate for PostgresConfig {
     fn validate(&self, path: &str, out: &mut Vec<Problem>) {
         if self.url.is_empty() {
             out.push(Problem::new(join_path(path, "url"), "must not be empty"));
-        } else if let Err(e) = self.url.expose().parse::<tokio_postgres::Config>() {
-            // The parser's message never repeats the URL, so the password cannot leak into it.
-            out.push(Problem::new(
-                join_path(path, "url"),
-                format!("is not a PostgreSQL connection string: {e}"),
-            ));
+        } else {
+            // Neither message repeats the URL, so the password cannot leak into them.
+            match crate::tls::split(self.url.expose()) {
+                Err(e) => out.push(Problem::new(join_path(path, "url"), e)),
+                Ok((rest, _)) => {
+                    if let Err(e) = rest.parse::<tokio_postgres::Config>() {
+                        out.push(Problem::new(
+                            join_path(path, "url"),
+                            format!("is not a PostgreSQL connection string: {e}"),
+                        ));
+                    }
+                }
+            }
         }
         if !(1..=1000).contains(&self.pool_size) {
             out.push(Problem::new(

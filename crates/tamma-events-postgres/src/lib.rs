@@ -46,6 +46,7 @@ mod error;
 mod listen;
 mod schema;
 mod store;
+mod tls;
 mod writer;
 
 pub use config::PostgresConfig;

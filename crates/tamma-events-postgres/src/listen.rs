@@ -11,6 +11,7 @@ use tokio_postgres::{AsyncMessage, Client};
 
 use crate::schema::{CHANNEL, HEAD_SQL, to_u64};
 use crate::store::{Shared, connect_client_with};
+use crate::tls::Target;
 
 /// The `application_name` of the listening connection, so operators can tell it apart in
 /// `pg_stat_activity` (the store's other connections are `tamma-events`).
@@ -33,14 +34,14 @@ type Listener = (Client, mpsc::UnboundedReceiver<String>);
 /// reconnects) delays an event by at most one poll interval and never loses it: subscriptions read the
 /// store from their own cursors.
 pub(crate) async fn run(
-    pg: tokio_postgres::Config,
+    pg: Target,
     pool: deadpool_postgres::Pool,
     shared: Arc<Shared>,
     mut shutdown: oneshot::Receiver<()>,
     poll: Duration,
 ) {
     let mut pg = pg;
-    pg.application_name(LISTEN_APPLICATION_NAME);
+    pg.pg.application_name(LISTEN_APPLICATION_NAME);
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watch = Watch {
@@ -79,7 +80,7 @@ pub(crate) async fn run(
 /// The watcher's state between wake-ups.
 struct Watch {
     /// The listening connection's settings.
-    pg: tokio_postgres::Config,
+    pg: Target,
     pool: deadpool_postgres::Pool,
     shared: Arc<Shared>,
     listener: Option<Listener>,
@@ -156,7 +157,7 @@ impl Watch {
 
 /// Opens the listening connection: notifications go into the returned channel, which closes when the
 /// connection ends. `Err` says why it could not.
-async fn listen(pg: &tokio_postgres::Config) -> Result<Listener, String> {
+async fn listen(pg: &Target) -> Result<Listener, String> {
     let (tx, rx) = mpsc::unbounded_channel();
     let client = connect_client_with(pg, move |mut connection| async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -16,8 +16,11 @@ use tamma_events::{
     subscription, validate_append,
 };
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{Client, Connection, NoTls, Socket};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Connection, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::tls::Target;
 use uuid::Uuid;
 
 use crate::config::PostgresConfig;
@@ -88,7 +91,7 @@ struct Inner {
     /// The health check's own connection, opened when first needed and again after it fails: a pool
     /// saturated by reads must not make the store look unhealthy.
     health: tokio::sync::Mutex<Option<Client>>,
-    pg: tokio_postgres::Config,
+    pg: Target,
     /// The client-side bound of one statement's answer (see [`bounded`]).
     answer_within: Option<Duration>,
     shared: Arc<Shared>,
@@ -141,40 +144,44 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// Builds the driver's settings from the config: timeouts, statement timeout, application name.
-fn pg_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, OpenError> {
-    let mut pg: tokio_postgres::Config =
-        config
-            .url
-            .expose()
-            .parse()
-            .map_err(|e: tokio_postgres::Error| OpenError::InvalidConfig {
-                path: "url",
-                message: format!("is not a PostgreSQL connection string: {e}"),
-            })?;
+/// Builds the driver's settings from the config: timeouts, statement timeout, application name, and
+/// the TLS connector for the connection string's `sslmode`/`sslrootcert`.
+fn target(config: &PostgresConfig) -> Result<Target, OpenError> {
+    let invalid = |message: String| OpenError::InvalidConfig {
+        path: "url",
+        message,
+    };
+    let (rest, tls) = crate::tls::split(config.url.expose()).map_err(&invalid)?;
+    let mut pg: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| {
+        invalid(format!("is not a PostgreSQL connection string: {e}"))
+    })?;
+    pg.ssl_mode(tls.driver_mode());
     pg.connect_timeout(config.connect_timeout.as_duration());
     pg.application_name("tamma-events");
     pg.options(format!(
         "-c statement_timeout={} -c default_transaction_isolation=read\\ committed",
         config.statement_timeout.as_millis()
     ));
-    Ok(pg)
+    let tls = tls.connector().map_err(invalid)?;
+    Ok(Target { pg, tls })
 }
 
+/// A connection to the server, encrypted or not.
+pub(crate) type PgConnection =
+    Connection<Socket, <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;
+
 /// Opens one connection outside the pool; `drive` runs the connection (it must poll it to the end).
-pub(crate) async fn connect_client_with<F, Fut>(
-    pg: &tokio_postgres::Config,
-    drive: F,
-) -> Result<Client>
+pub(crate) async fn connect_client_with<F, Fut>(target: &Target, drive: F) -> Result<Client>
 where
-    F: FnOnce(Connection<Socket, NoTlsStream>) -> Fut,
+    F: FnOnce(PgConnection) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let limit = pg
+    let limit = target
+        .pg
         .get_connect_timeout()
         .copied()
         .unwrap_or(Duration::from_secs(30));
-    let (client, connection) = tokio::time::timeout(limit, pg.connect(NoTls))
+    let (client, connection) = tokio::time::timeout(limit, target.pg.connect(target.tls.clone()))
         .await
         .map_err(|_| {
             Error::unavailable(format!("connecting to PostgreSQL took more than {limit:?}"))
@@ -185,8 +192,8 @@ where
 }
 
 /// Opens one connection outside the pool, driven by a task of its own.
-pub(crate) async fn connect_client(pg: &tokio_postgres::Config) -> Result<Client> {
-    connect_client_with(pg, |connection| async move {
+pub(crate) async fn connect_client(target: &Target) -> Result<Client> {
+    connect_client_with(target, |connection| async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "event store connection ended");
         }
@@ -223,7 +230,7 @@ impl PostgresStore {
                 message: "must be at least 1".to_owned(),
             });
         }
-        let pg = pg_config(config)?;
+        let pg = target(config)?;
         let mut client = connect_client(&pg).await.map_err(OpenError::connect)?;
         schema::migrate(&mut client).await?;
         let head: i64 = client
@@ -234,8 +241,8 @@ impl PostgresStore {
         drop(client);
 
         let manager = Manager::from_config(
-            pg.clone(),
-            NoTls,
+            pg.pg.clone(),
+            pg.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -712,13 +719,14 @@ mod tests {
             statement_timeout: tamma_core::DurationMs::from_millis(1234),
             ..PostgresConfig::with_url("postgres://u@h:5433/db")
         };
-        let pg = pg_config(&c).unwrap();
+        let pg = target(&c).unwrap().pg;
         assert_eq!(pg.get_dbname(), Some("db"));
         assert!(pg.get_options().unwrap().contains("statement_timeout=1234"));
         assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(5)));
+        assert_eq!(pg.get_ssl_mode(), tokio_postgres::config::SslMode::Prefer);
         let bad = PostgresConfig::with_url("postgres://u@h:x/db");
         assert!(matches!(
-            pg_config(&bad),
+            target(&bad),
             Err(OpenError::InvalidConfig { path: "url", .. })
         ));
         assert_eq!(to_i64(u64::MAX), i64::MAX);

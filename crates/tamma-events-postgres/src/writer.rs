@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::error::{PgErrorClass, classify, describe, to_store_error};
 use crate::schema::{APPEND_SQL, FoundRow, to_i64, to_u64};
 use crate::store::{Shared, connect_client};
+use crate::tls::Target;
 
 /// Most events one transaction carries; a batch stops growing here (appends are never split).
 const MAX_BATCH_EVENTS: usize = 10_000;
@@ -120,7 +121,7 @@ struct Conn {
 /// means every append would wait behind that commit.
 pub(crate) async fn run(
     mut rx: mpsc::Receiver<Request>,
-    pg: tokio_postgres::Config,
+    pg: Target,
     shared: Arc<Shared>,
     answer_within: Option<Duration>,
 ) {
@@ -246,7 +247,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn open(pg: &tokio_postgres::Config) -> Result<Conn> {
+async fn open(pg: &Target) -> Result<Conn> {
     let client = connect_client(pg).await?;
     let append = client.prepare(APPEND_SQL).await.map_err(to_store_error)?;
     Ok(Conn { client, append })

@@ -234,6 +234,18 @@ impl Node {
         for w in cfg.warnings() {
             tracing::warn!("{w}");
         }
+        if let Ok(addr) = listener.local_addr()
+            && !addr.ip().is_loopback()
+        {
+            // No authentication yet (the security section refuses to switch it on): say so where
+            // the operator looks when the API becomes reachable from other machines.
+            tracing::warn!(
+                listen = %addr,
+                "the HTTP API is reachable from other machines and does not authenticate callers: \
+                 anyone who can connect can append and read events; put the node behind an \
+                 authenticating proxy or a firewall (docs/security.md)"
+            );
+        }
         let listen = listener
             .local_addr()
             .map_or_else(|_| cfg.server.listen.clone(), |a| a.to_string());

@@ -1,4 +1,7 @@
-//! The `security` section: typed and validated now; enforcement comes with the security work.
+//! The `security` section: typed and validated now; enforcement comes with the security work. Until
+//! then a feature this version does not carry out (authentication, authorization, encryption at rest)
+//! cannot be switched on: validation refuses it, naming the key, rather than let a node run without a
+//! protection its operator believes it has.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -22,7 +25,7 @@ pub struct SecurityConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct EncryptionConfig {
-    /// Whether data at rest is encrypted.
+    /// Whether data at rest is encrypted. Not implemented yet: `true` is refused (encrypt the volume).
     pub enabled: bool,
     /// The cipher; only `aes-256-gcm` is supported.
     pub algorithm: String,
@@ -81,7 +84,7 @@ impl Default for KeyRotationConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AuthenticationConfig {
-    /// Whether requests must authenticate.
+    /// Whether requests must authenticate. Not enforced yet: `true` is refused (use a proxy).
     pub enabled: bool,
     /// Accepted methods, as `{type, config}`.
     pub methods: Vec<AuthMethod>,
@@ -210,7 +213,7 @@ pub struct OAuthProvider {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AuthorizationConfig {
-    /// Whether authorization is enforced.
+    /// Whether authorization is enforced. Not enforced yet: `true` is refused.
     pub enabled: bool,
     /// Role-based rules.
     pub rbac: RbacConfig,
@@ -222,7 +225,7 @@ pub struct AuthorizationConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RbacConfig {
-    /// Whether roles are enforced.
+    /// Whether roles are enforced. Not enforced yet: `true` is refused.
     pub enabled: bool,
     /// Roles and the permissions they grant.
     pub roles: Vec<Role>,
@@ -256,7 +259,7 @@ pub struct Permission {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AbacConfig {
-    /// Whether policies are enforced.
+    /// Whether policies are enforced. Not enforced yet: `true` is refused.
     pub enabled: bool,
     /// Policies.
     pub policies: Vec<Policy>,
@@ -297,11 +300,13 @@ pub struct Condition {
     pub value: serde_json::Value,
 }
 
-/// `security.audit`.
+/// `security.audit`: an export of the audit trail, not built yet; these settings are validated and
+/// kept for it. The node's own trail (`NODE.*` and `CONFIG.*` events with `eventSource: system`) is
+/// always recorded in the event store, kept as long as `events.retentionDays` says.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// Whether the audit trail is kept.
+    /// Whether the audit export is kept (the trail in the event store is recorded either way).
     pub enabled: bool,
     /// Event type patterns audited (`*`, `CONFIG.*`).
     pub events: Vec<String>,
@@ -381,8 +386,66 @@ pub struct AuditS3Config {
     pub prefix: String,
 }
 
+/// Why a node refuses a security feature this version does not enforce: one that is switched on
+/// but not carried out is worse than one that is off, because the operator believes it holds.
+const NOT_ENFORCED: &str = "is not enforced by this version of tamma: a node started with it would";
+
+impl SecurityConfig {
+    /// The features switched on that this version does not carry out, each with the path that
+    /// switches it on and what the node would really do: part of [`Validate`], so `tamma config
+    /// check` reports them, `tamma serve` refuses to start with them and a reload that turns one on
+    /// is rejected (the previous config stays).
+    fn refuse_unenforced(&self, path: &str, out: &mut Vec<Problem>) {
+        let authz = &self.authorization;
+        let switched_on = [
+            (
+                self.authentication.enabled,
+                "authentication.enabled",
+                "authentication",
+                "answer unauthenticated requests; set it to false and put the node behind an \
+                 authenticating proxy (docs/security.md)",
+            ),
+            (
+                authz.enabled,
+                "authorization.enabled",
+                "authorization",
+                "let every caller do everything; set it to false and restrict who can reach the \
+                 node (docs/security.md)",
+            ),
+            (
+                authz.rbac.enabled,
+                "authorization.rbac.enabled",
+                "role-based authorization",
+                "let every caller do everything; set it to false (docs/security.md)",
+            ),
+            (
+                authz.abac.enabled,
+                "authorization.abac.enabled",
+                "attribute-based authorization",
+                "let every caller do everything; set it to false (docs/security.md)",
+            ),
+            (
+                self.encryption.enabled,
+                "encryption.enabled",
+                "encryption at rest",
+                "write its events in clear; set it to false and encrypt the volume that holds \
+                 dataDir (docs/security.md)",
+            ),
+        ];
+        for (on, key, what, instead) in switched_on {
+            if on {
+                out.push(Problem::new(
+                    sub(path, key),
+                    format!("{what} {NOT_ENFORCED} {instead}"),
+                ));
+            }
+        }
+    }
+}
+
 impl Validate for SecurityConfig {
     fn validate(&self, path: &str, out: &mut Vec<Problem>) {
+        self.refuse_unenforced(path, out);
         let enc = join_path(path, "encryption");
         if self.encryption.algorithm != "aes-256-gcm" {
             out.push(Problem::new(

@@ -6,5 +6,6 @@ mod conformance;
 mod processes;
 mod schema;
 mod support;
+mod tls;
 
 pub(crate) use support::{TestDb, fresh};

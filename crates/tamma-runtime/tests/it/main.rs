@@ -3,3 +3,4 @@
 
 mod defaults;
 mod node;
+mod security;

@@ -94,6 +94,54 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     );
 }
 
+#[test]
+fn listening_beyond_loopback_warns_that_the_api_does_not_authenticate() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = crate::spawn_tamma(
+        dir.path(),
+        &["--listen", &format!("0.0.0.0:{port}"), "serve"],
+        Stdio::piped(),
+    );
+    wait_live(&format!("http://127.0.0.1:{port}/health/live"), &mut child);
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe_free_kill(pid), 0);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{out}");
+    let warning = out
+        .lines()
+        .find(|l| l.contains("does not authenticate callers"))
+        .unwrap_or_else(|| panic!("no warning in {out}"));
+    assert!(warning.contains("\"level\":\"warn\""), "{warning}");
+    assert!(warning.contains(&format!("0.0.0.0:{port}")), "{warning}");
+
+    // On loopback (the default) there is nothing to warn about.
+    let port = free_port();
+    let mut child = crate::spawn_tamma(
+        dir.path(),
+        &["--listen", &format!("127.0.0.1:{port}"), "serve"],
+        Stdio::piped(),
+    );
+    wait_live(&format!("http://127.0.0.1:{port}/health/live"), &mut child);
+    assert_eq!(unsafe_free_kill(i32::try_from(child.id()).unwrap()), 0);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{out}");
+    assert!(out.contains("node started"), "{out}");
+    assert!(!out.contains("does not authenticate callers"), "{out}");
+}
+
 /// Sends SIGTERM with the `kill` command (no unsafe code in tests either).
 fn unsafe_free_kill(pid: i32) -> i32 {
     Command::new("kill")
@@ -131,6 +179,38 @@ fn invalid_config_exits_1_before_starting() {
         "{err}"
     );
     assert!(err.contains("mode: \"leader\" is not one of \"standalone\", \"orchestrator\", \"worker\" [file ./tamma.toml]"), "{err}");
+}
+
+#[test]
+fn serve_refuses_authentication_it_would_not_enforce() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let o = tamma(
+        dir.path(),
+        &["--listen", &format!("127.0.0.1:{port}"), "serve"],
+        &[
+            ("TAMMA_SECURITY__AUTHENTICATION__ENABLED", "true"),
+            (
+                "TAMMA_SECURITY__AUTHENTICATION__METHODS",
+                r#"[{"type":"api_key","config":{"keys":["k-0123456789"]}}]"#,
+            ),
+        ],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("invalid configuration: 1 problem\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("security.authentication.enabled: authentication is not enforced by this version of tamma")
+            && err.contains("[env TAMMA_SECURITY__AUTHENTICATION__ENABLED]"),
+        "{err}"
+    );
+    assert!(
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}/health/live")).is_err(),
+        "nothing listens"
+    );
 }
 
 #[test]

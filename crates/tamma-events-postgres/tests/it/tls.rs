@@ -1,0 +1,236 @@
+//! TLS to the real server, set as libpq sets it: `sslmode` and `sslrootcert` in `database.url`.
+//! Debian's PostgreSQL serves TLS with its "snakeoil" certificate (`ssl = on`); `.ci/run` keeps it so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use futures::TryStreamExt;
+use tamma_events::{Event, EventStore, Limits, Query, ReadOptions};
+use tamma_events_postgres::{PostgresConfig, PostgresStore};
+
+use crate::TestDb;
+
+/// The server's certificate file and a DNS name it is valid for.
+async fn server_certificate() -> (PathBuf, String) {
+    let client = crate::support::connect("test").await;
+    let ssl: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(
+        ssl, "on",
+        "PostgreSQL at 127.0.0.1:5432 serves no TLS (ssl = off); these tests need it (.ci/run turns it on)"
+    );
+    let file: String = client
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let out = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-subject",
+            "-in",
+            &file,
+        ])
+        .output()
+        .expect("the openssl command runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let name = text
+        .split([',', '\n', ' '])
+        .find_map(|w| w.trim().strip_prefix("DNS:"))
+        .or_else(|| {
+            text.split("CN = ")
+                .nth(1)
+                .map(|r| r.lines().next().unwrap_or(""))
+        })
+        .unwrap_or_else(|| panic!("no name in the server certificate {file}: {text}"))
+        .trim()
+        .to_owned();
+    (PathBuf::from(file), name)
+}
+
+/// Sessions of the store in `db`: (encrypted, in plain).
+async fn sessions(db: &TestDb) -> (i64, i64) {
+    let row = crate::support::connect("test")
+        .await
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+               FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+              WHERE a.datname = $1 AND a.application_name LIKE 'tamma-events%'",
+            &[&db.name],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn config(url: String) -> PostgresConfig {
+    PostgresConfig {
+        pool_size: 2,
+        ..PostgresConfig::with_url(url)
+    }
+}
+
+/// Appends, reads back and opens a subscription, so the writer's, a pooled and the listening
+/// connection are all open.
+async fn exercise(store: &PostgresStore, db: &TestDb) {
+    let r = store
+        .append(vec![Event::new("TLS.CHECKED").tag("tls:1")], None)
+        .await
+        .unwrap();
+    let read: Vec<_> = store
+        .read(Query::all(), ReadOptions::default())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read.last().map(|e| e.position), Some(r.last_position()));
+    let mut live = store.subscribe(Query::all(), 0);
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), live.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.position, 1);
+    // The listening connection opens with the subscription: wait until the server shows it.
+    let admin = crate::support::connect("test").await;
+    for _ in 0..100 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = $1 AND application_name = 'tamma-events-listen'",
+                &[&db.name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(live);
+}
+
+async fn open(url: String) -> Result<PostgresStore, String> {
+    PostgresStore::connect(&config(url), Limits::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn require_encrypts_every_connection_of_the_store() {
+    server_certificate().await;
+    let db = TestDb::create().await;
+    let store = open(format!("{}?sslmode=require", db.url())).await.unwrap();
+    exercise(&store, &db).await;
+    let (encrypted, plain) = sessions(&db).await;
+    assert!(encrypted >= 2, "{encrypted} encrypted sessions");
+    assert_eq!(plain, 0, "no session in plain");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disable_connects_in_plain() {
+    let db = TestDb::create().await;
+    let store = open(format!("{}?sslmode=disable", db.url())).await.unwrap();
+    exercise(&store, &db).await;
+    let (encrypted, plain) = sessions(&db).await;
+    assert_eq!(encrypted, 0);
+    assert!(plain >= 2, "{plain} sessions in plain");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_full_checks_the_chain_and_the_host_name() {
+    let (cert, name) = server_certificate().await;
+    let db = TestDb::create().await;
+    let root = cert.display();
+    // The name the certificate is for, reached at the server's address (libpq's hostaddr).
+    let store = open(format!(
+        "postgres://postgres@{name}:5432/{}?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={root}",
+        db.name
+    ))
+    .await
+    .unwrap();
+    exercise(&store, &db).await;
+    assert_eq!(sessions(&db).await.1, 0);
+    drop(store);
+
+    // The same server by its address: the certificate is not for that name.
+    let e = open(format!(
+        "{}?sslmode=verify-full&sslrootcert={root}",
+        db.url()
+    ))
+    .await
+    .unwrap_err();
+    assert!(e.starts_with("cannot connect to PostgreSQL"), "{e}");
+    assert!(e.contains("not valid for name"), "{e}");
+
+    // verify-ca checks the chain only: the address is fine.
+    let store = open(format!("{}?sslmode=verify-ca&sslrootcert={root}", db.url()))
+        .await
+        .unwrap();
+    exercise(&store, &db).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_that_did_not_sign_the_server_certificate_is_refused() {
+    let (_, name) = server_certificate().await;
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = other_root(dir.path());
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let e = open(format!(
+            "postgres://postgres@{name}:5432/{}?hostaddr=127.0.0.1&sslmode={mode}&sslrootcert={}",
+            db.name,
+            other.display()
+        ))
+        .await
+        .unwrap_err();
+        assert!(e.contains("UnknownIssuer"), "{mode}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_tls_settings_are_named_before_connecting() {
+    let db = TestDb::create().await;
+    let e = open(format!("{}?sslmode=verify", db.url()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "invalid PostgreSQL event store settings: url: sslmode \"verify\" is not one of disable, prefer, require, verify-ca, verify-full"
+    );
+    let e = open(format!(
+        "{}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        db.url()
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        e.starts_with("invalid PostgreSQL event store settings: url: sslrootcert /nonexistent/ca.pem cannot be read"),
+        "{e}"
+    );
+}
+
+/// A self-signed CA of its own, made with the openssl command.
+fn other_root(dir: &Path) -> PathBuf {
+    let cert = dir.join("other-ca.pem");
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=not-the-server-ca"])
+        .arg("-keyout")
+        .arg(dir.join("other-ca.key"))
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command runs");
+    assert!(status.status.success(), "{status:?}");
+    cert
+}
