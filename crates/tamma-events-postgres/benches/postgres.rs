@@ -28,6 +28,14 @@ use tokio_postgres::{Client, NoTls};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// The `sslmode` of the store's connections and of `pgbench`'s alike (`TAMMA_BENCH_SSLMODE`, default
+/// `prefer`: what both get without one, TLS when the server offers it), so the two pay the same.
+fn sslmode() -> String {
+    // A bench binary, not the runtime: its settings come from its own environment.
+    #[allow(clippy::disallowed_methods)]
+    std::env::var("TAMMA_BENCH_SSLMODE").unwrap_or_else(|_| "prefer".to_owned())
+}
 const WARMUP: Duration = Duration::from_millis(500);
 const MEASURE: Duration = Duration::from_secs(3);
 
@@ -67,9 +75,14 @@ async fn run() {
         .await
         .expect("synchronous_commit")
         .get(0);
+    let ssl: String = admin.query_one("SHOW ssl", &[]).await.expect("ssl").get(0);
     println!(
         "PostgreSQL {version}, data directory {data_dir} on {} (synchronous_commit={sync_commit})",
         fs_type(&data_dir)
+    );
+    println!(
+        "connections of the store and of pgbench: sslmode={} (the server's ssl = {ssl})",
+        sslmode()
     );
     let probe = fdatasync_probe(&data_dir);
     println!(
@@ -255,6 +268,7 @@ impl PgBench {
         .expect("tables");
         drop(c);
         let status = Command::new("pgbench")
+            .env("PGSSLMODE", sslmode())
             .args([
                 "-i",
                 "-q",
@@ -311,6 +325,7 @@ impl PgBench {
     /// Transactions per second of `script` over 5 s.
     fn run(&self, script: &std::path::Path, clients: u32, threads: u32) -> f64 {
         let out = Command::new("pgbench")
+            .env("PGSSLMODE", sslmode())
             .args(["-n", "-c", &clients.to_string()])
             .args(["-j", &threads.to_string()])
             .args(["-T", "5", "-h", "127.0.0.1", "-U", "postgres", "-f"])
@@ -409,7 +424,7 @@ async fn workload(admin: &Client, name: &str, writers: usize, per_append: usize)
     let config = PostgresConfig {
         pool_size: 4,
         poll_interval: DurationMs::from_secs(1),
-        ..PostgresConfig::with_url(format!("{SERVER}/{db}"))
+        ..PostgresConfig::with_url(format!("{SERVER}/{db}?sslmode={}", sslmode()))
     };
     let store = Arc::new(
         PostgresStore::connect(&config, Limits::default())
