@@ -23,6 +23,7 @@
 
 mod bytesize;
 mod duration;
+pub mod fs;
 mod health;
 pub mod metric_names;
 mod secret;

@@ -171,7 +171,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+            tamma_core::fs::create_private_dir(dir).map_err(|source| Error::CreateDir {
                 path: dir.to_path_buf(),
                 source,
             })?;

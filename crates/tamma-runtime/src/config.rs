@@ -19,7 +19,7 @@ pub struct TammaConfig {
     #[schemars(extend("x-tamma-restart" = true))]
     pub mode: Mode,
     /// Directory for everything the node writes (event store, logs, spool). Relative paths elsewhere in
-    /// the config are relative to it.
+    /// the config are relative to it. Created readable by its owner only (mode 0700) when missing.
     #[schemars(extend("x-tamma-restart" = true))]
     pub data_dir: String,
     /// The HTTP server.

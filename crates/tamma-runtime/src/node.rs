@@ -84,7 +84,7 @@ impl Node {
     ) -> Result<Self> {
         let cfg = config.current();
         let data_dir = cfg.data_dir();
-        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
+        tamma_core::fs::create_private_dir(&data_dir).map_err(|source| Error::Io {
             path: data_dir.clone(),
             source,
         })?;

@@ -64,6 +64,14 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
         dir.path().join("tamma-data").is_dir(),
         "the data directory is created under the working directory"
     );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("tamma-data"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the data directory is private");
+    }
     // SIGTERM: a clean exit with status 0.
     let pid = i32::try_from(child.id()).unwrap();
     assert_eq!(unsafe_free_kill(pid), 0);
