@@ -23,6 +23,11 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0004_append_tags_literal.sql"),
     ),
     (5, "runs", include_str!("../migrations/0005_runs.sql")),
+    (
+        6,
+        "append_plain_insert",
+        include_str!("../migrations/0006_append_plain_insert.sql"),
+    ),
 ];
 
 /// Advisory-lock key held (transaction-scoped) by every append: "TAMMA" + 1.

@@ -383,6 +383,20 @@ pub async fn idempotent_retry_returns_original_positions(store: &dyn EventStore)
         (with_ts.positions.as_slice(), with_ts.duplicate),
         (&[11][..], true)
     );
+    // A larger append (PostgreSQL inserts appends of eight events or more another way) retried whole.
+    let big: Vec<Event> = (0..10)
+        .map(|i| Event::new("F").tag(format!("n:{i}")))
+        .collect();
+    let stored = store.append(big.clone(), None).await.unwrap();
+    assert_eq!(stored.positions, (14..=23).collect::<Vec<_>>());
+    for cond in [None, Some(AppendCondition::new(types(&["F"])))] {
+        let again = store.append(big.clone(), cond).await.unwrap();
+        assert_eq!(
+            (again.positions, again.duplicate),
+            ((14..=23).collect::<Vec<_>>(), true)
+        );
+    }
+    assert_eq!(store.head().await.unwrap(), 23);
 }
 
 async fn first_id(store: &dyn EventStore, position: u64) -> uuid::Uuid {
@@ -437,6 +451,16 @@ pub async fn changed_event_under_stored_id_rejected(store: &dyn EventStore) {
     );
     assert_eq!(store.head().await.unwrap(), 1);
     assert!(store.get(fresh.id).await.unwrap().is_none());
+    // The same in a larger append: nine new events and the stored one, none of them stored.
+    let mut big: Vec<Event> = (0..9).map(|_| Event::new("A")).collect();
+    big.push(original.clone());
+    let r = store.append(big.clone(), None).await;
+    assert!(
+        matches!(&r, Err(Error::DuplicateEventId { ids }) if *ids == vec![original.id]),
+        "{r:?}"
+    );
+    assert_eq!(store.head().await.unwrap(), 1);
+    assert!(store.get(big[0].id).await.unwrap().is_none());
 }
 
 /// Metadata, tags, timestamps and arbitrary JSON data come back equal in meaning.

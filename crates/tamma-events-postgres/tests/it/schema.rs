@@ -38,6 +38,7 @@ async fn migrations_are_versioned_idempotent_and_safe_concurrently() {
             (3, "append_on_conflict".to_owned()),
             (4, "append_tags_literal".to_owned()),
             (5, "runs".to_owned()),
+            (6, "append_plain_insert".to_owned()),
         ]
     );
 }
@@ -99,7 +100,7 @@ async fn a_version_2_database_is_upgraded_in_place() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     // The tag rows and the types of version 2 became runs, and queries read them.
     let runs = |table: &'static str| {
         let c = &c;
@@ -221,7 +222,7 @@ async fn newer_schema_is_refused() {
             e,
             OpenError::SchemaTooNew {
                 found: 99,
-                supported: 5
+                supported: 6
             }
         ),
         "{e}"
@@ -636,4 +637,90 @@ async fn conditions_see_the_appends_of_another_store_on_the_same_database() {
     let db = TestDb::create().await;
     let (a, b) = (db.store().await, db.store().await);
     tamma_events_testkit::conditions_see_another_writer(&a, &b).await;
+}
+
+/// One group of forty 8-event appends behind a slow commit: the first 32 insert inside blocks that
+/// catch a stored id, the rest with `ON CONFLICT` (schema version 6). Retries in either part, and a
+/// retry of an append of the same group, are answered with the original positions; every other append
+/// is stored, the positions gapless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_appends_of_one_group_find_their_retries_in_both_insert_paths() {
+    use tamma_events::StoreHooks;
+    let db = TestDb::create().await;
+    let store = std::sync::Arc::new(
+        PostgresStore::connect_with_hooks(
+            &db.config(),
+            Limits::default(),
+            StoreHooks::delay_commits_where(Duration::from_millis(400), |events| {
+                events.iter().any(|e| e.event_type == "SLOW")
+            }),
+        )
+        .await
+        .unwrap(),
+    );
+    let batch = |n: usize| -> Vec<Event> {
+        (0..8)
+            .map(|i| {
+                Event::new("BULK.ADDED")
+                    .tag(format!("batch:{n}"))
+                    .tag(format!("item:{i}"))
+            })
+            .collect()
+    };
+    // Two appends stored before: their retries go at places 5 and 36 of the group.
+    let early = [batch(1000), batch(1001)];
+    let mut early_positions = Vec::new();
+    for b in &early {
+        early_positions.push(store.append(b.clone(), None).await.unwrap().positions);
+    }
+    let slow = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(vec![Event::new("SLOW")], None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut appends: Vec<Vec<Event>> = (0..40).map(batch).collect();
+    appends[5] = early[0].clone();
+    appends[36] = early[1].clone();
+    appends[20] = appends[3].clone(); // a retry of an append of the same group
+    let results =
+        futures::future::join_all(appends.iter().map(|a| store.append(a.clone(), None))).await;
+    slow.await.unwrap().unwrap();
+    let mut new_positions = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        let r = r.unwrap_or_else(|e| panic!("append {i}: {e}"));
+        match i {
+            5 => assert_eq!(
+                (r.positions, r.duplicate),
+                (early_positions[0].clone(), true)
+            ),
+            36 => assert_eq!(
+                (r.positions, r.duplicate),
+                (early_positions[1].clone(), true)
+            ),
+            20 => assert!(r.duplicate, "the same group's retry is a duplicate"),
+            _ => {
+                assert!(!r.duplicate, "append {i}");
+                new_positions.extend(r.positions);
+            }
+        }
+    }
+    // 16 earlier events, the slow one, then 37 new appends of 8: gapless.
+    new_positions.sort_unstable();
+    assert_eq!(new_positions, (18..18 + 37 * 8).collect::<Vec<u64>>());
+    assert_eq!(store.head().await.unwrap(), 17 + 37 * 8);
+    let all: Vec<_> = store
+        .read(Query::all(), ReadOptions::forwards())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all.len() as u64, 17 + 37 * 8);
+    assert!(all.iter().zip(1..).all(|(e, p)| e.position == p));
+    let version: i32 = db
+        .client()
+        .await
+        .query_one("SELECT max(version) FROM tamma_schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 6);
 }
