@@ -229,19 +229,19 @@ impl TlsParams {
             (None, Mode::VerifyCa | Mode::VerifyFull) => Some(load_roots(&Roots::System)?),
             (None, _) => None,
         };
-        let verifier: Arc<dyn ServerCertVerifier> = match roots {
-            None => Arc::new(Unverified(provider.signature_verification_algorithms)),
-            Some(roots) => {
-                let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        let chain = match roots {
+            None => None,
+            Some(roots) => Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                     .build()
-                    .map_err(|e| format!("sslrootcert cannot be used: {e}"))?;
-                if self.mode == Mode::VerifyFull {
-                    webpki
-                } else {
-                    Arc::new(ChainOnly(webpki))
-                }
-            }
+                    .map_err(|e| format!("sslrootcert cannot be used: {e}"))?,
+            ),
         };
+        let verifier = Arc::new(Verifier {
+            algorithms: provider.signature_verification_algorithms,
+            chain,
+            names: self.mode == Mode::VerifyFull,
+        });
         let config = builder
             .dangerous()
             .with_custom_certificate_verifier(verifier)
@@ -276,52 +276,20 @@ fn load_roots(roots: &Roots) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// `prefer`/`require` without `sslrootcert`: encrypted, any certificate accepted (libpq's default),
-/// the handshake's signatures still checked.
+/// What a connection checks of the server's certificate. The handshake's signatures are always
+/// checked; the chain only with roots (`chain`), the host name only in `verify-full` (`names`).
 #[derive(Debug)]
-struct Unverified(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+struct Verifier {
+    algorithms: WebPkiSupportedAlgorithms,
+    /// The chain's check against the trusted roots; `None` accepts any certificate (libpq's `prefer`
+    /// and `require` without `sslrootcert`: encrypted against listeners, not against a man in the
+    /// middle).
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    /// Whether the certificate must be for the host connected to (`verify-full`).
+    names: bool,
 }
 
-/// `verify-ca` (and `prefer`/`require` with `sslrootcert`): the chain must lead to a trusted root;
-/// the host name is not compared.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -330,13 +298,13 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.names => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -347,7 +315,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -356,11 +324,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 

@@ -102,40 +102,10 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     );
 }
 
-#[test]
-fn listening_beyond_loopback_warns_that_the_api_does_not_authenticate() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = crate::spawn_tamma(
-        dir.path(),
-        &["--listen", &format!("0.0.0.0:{port}"), "serve"],
-        Stdio::piped(),
-    );
-    wait_live(&format!("http://127.0.0.1:{port}/health/live"), &mut child);
-    let pid = i32::try_from(child.id()).unwrap();
-    assert_eq!(unsafe_free_kill(pid), 0);
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "{out}");
-    let warning = out
-        .lines()
-        .find(|l| l.contains("does not authenticate callers"))
-        .unwrap_or_else(|| panic!("no warning in {out}"));
-    assert!(warning.contains("\"level\":\"warn\""), "{warning}");
-    assert!(warning.contains(&format!("0.0.0.0:{port}")), "{warning}");
-
-    // On loopback (the default) there is nothing to warn about.
-    let port = free_port();
-    let mut child = crate::spawn_tamma(
-        dir.path(),
-        &["--listen", &format!("127.0.0.1:{port}"), "serve"],
-        Stdio::piped(),
-    );
+/// Runs `tamma --listen <listen> serve` in `dir` until it answers on `port`, stops it with SIGTERM and
+/// returns its log (stdout) once it exited cleanly.
+fn serve_log(dir: &std::path::Path, listen: &str, port: u16) -> String {
+    let mut child = crate::spawn_tamma(dir, &["--listen", listen, "serve"], Stdio::piped());
     wait_live(&format!("http://127.0.0.1:{port}/health/live"), &mut child);
     assert_eq!(unsafe_free_kill(i32::try_from(child.id()).unwrap()), 0);
     let mut out = String::new();
@@ -146,6 +116,24 @@ fn listening_beyond_loopback_warns_that_the_api_does_not_authenticate() {
         .read_to_string(&mut out)
         .unwrap();
     assert!(child.wait().unwrap().success(), "{out}");
+    out
+}
+
+#[test]
+fn listening_beyond_loopback_warns_that_the_api_does_not_authenticate() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = serve_log(dir.path(), &format!("0.0.0.0:{port}"), port);
+    let warning = out
+        .lines()
+        .find(|l| l.contains("does not authenticate callers"))
+        .unwrap_or_else(|| panic!("no warning in {out}"));
+    assert!(warning.contains("\"level\":\"warn\""), "{warning}");
+    assert!(warning.contains(&format!("0.0.0.0:{port}")), "{warning}");
+
+    // On loopback (the default) there is nothing to warn about.
+    let port = free_port();
+    let out = serve_log(dir.path(), &format!("127.0.0.1:{port}"), port);
     assert!(out.contains("node started"), "{out}");
     assert!(!out.contains("does not authenticate callers"), "{out}");
 }
