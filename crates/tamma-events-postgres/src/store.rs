@@ -19,14 +19,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
-
-use crate::tls::Target;
 use uuid::Uuid;
 
 use crate::config::PostgresConfig;
 use crate::error::{Error as OpenError, pool_error, to_store_error};
 use crate::listen;
 use crate::schema::{self, HEAD_SQL, RETENTION_LOCK, decode, page_sql, to_u64};
+use crate::tls::Target;
 use crate::writer::{self, Request};
 
 /// Events per page of a read.
