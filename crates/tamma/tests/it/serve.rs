@@ -102,19 +102,33 @@ fn serve_answers_and_stops_cleanly_on_sigterm() {
     );
 }
 
-/// Runs `tamma --listen <listen> serve` in `dir` until it answers on `port`, stops it with SIGTERM and
-/// returns its log (stdout) once it exited cleanly.
-fn serve_log(dir: &std::path::Path, listen: &str, port: u16) -> String {
-    let mut child = crate::spawn_tamma(dir, &["--listen", listen, "serve"], Stdio::piped());
+/// Runs `tamma --listen <ip>:0 serve` in `dir` until it logs that it started and answers on the port
+/// it bound (read from that line: no port picked in advance that another test could take), stops it
+/// with SIGTERM and returns its whole log (stdout) once it exited cleanly.
+fn serve_log(dir: &std::path::Path, ip: &str) -> String {
+    use std::io::BufRead as _;
+    let mut child = crate::spawn_tamma(
+        dir,
+        &["--listen", &format!("{ip}:0"), "serve"],
+        Stdio::piped(),
+    );
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    let started = loop {
+        let mut line = String::new();
+        let n = stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "tamma serve ended before it started: {out}");
+        out.push_str(&line);
+        if line.contains("\"message\":\"node started\"") {
+            break line;
+        }
+    };
+    let log: serde_json::Value = serde_json::from_str(&started).unwrap();
+    let listen = log["meta"]["listen"].as_str().unwrap().to_owned();
+    let port = listen.rsplit(':').next().unwrap();
     wait_live(&format!("http://127.0.0.1:{port}/health/live"), &mut child);
     assert_eq!(unsafe_free_kill(i32::try_from(child.id()).unwrap()), 0);
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    stdout.read_to_string(&mut out).unwrap();
     assert!(child.wait().unwrap().success(), "{out}");
     out
 }
@@ -122,19 +136,17 @@ fn serve_log(dir: &std::path::Path, listen: &str, port: u16) -> String {
 #[test]
 fn listening_beyond_loopback_warns_that_the_api_does_not_authenticate() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let out = serve_log(dir.path(), &format!("0.0.0.0:{port}"), port);
+    let out = serve_log(dir.path(), "0.0.0.0");
     let warning = out
         .lines()
         .find(|l| l.contains("does not authenticate callers"))
         .unwrap_or_else(|| panic!("no warning in {out}"));
     assert!(warning.contains("\"level\":\"warn\""), "{warning}");
-    assert!(warning.contains(&format!("0.0.0.0:{port}")), "{warning}");
+    assert!(warning.contains("\"listen\":\"0.0.0.0:"), "{warning}");
 
     // On loopback (the default) there is nothing to warn about.
-    let port = free_port();
-    let out = serve_log(dir.path(), &format!("127.0.0.1:{port}"), port);
-    assert!(out.contains("node started"), "{out}");
+    let out = serve_log(dir.path(), "127.0.0.1");
+    assert!(out.contains("SIGTERM received"), "{out}");
     assert!(!out.contains("does not authenticate callers"), "{out}");
 }
 
