@@ -26,7 +26,9 @@ use tamma_core::{DurationMs, Problem, Secret, Validate, join_path};
 pub struct PostgresConfig {
     /// Connection URL, `postgres://user:password@host:5432/database` (libpq URL or key=value form).
     /// TLS as in libpq: `sslmode` `disable`, `prefer` (default), `require`, `verify-ca` or
-    /// `verify-full`, and `sslrootcert` (a PEM file, or `system`).
+    /// `verify-full`, `sslrootcert` (a PEM file, or `system`), and `sslcert` with `sslkey` (PEM files:
+    /// a client certificate, for servers that authenticate by certificate; the key unencrypted, mode
+    /// 0600 or 0640).
     /// Secret because it may carry the password.
     #[schemars(extend("x-tamma-restart" = true))]
     pub url: Secret,

@@ -13,7 +13,7 @@
 //! | schema | versioned migrations in `tamma_schema_migrations`, applied at start under an advisory lock |
 //! | retention | [`EventStore::delete_before`](tamma_events::EventStore::delete_before) removes a prefix in chunks, one process at a time |
 //! | errors | [`classify`] / [`to_store_error`]: lost connections are `Unavailable`, `40001`/`40P01`/timeouts transient |
-//! | TLS | libpq's `sslmode` (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`) and `sslrootcert` in the URL, on rustls |
+//! | TLS | libpq's `sslmode` (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`), `sslrootcert` and the client certificate `sslcert`/`sslkey` in the URL, on rustls |
 //!
 //! Why `tokio-postgres` (with `deadpool-postgres`) and not `sqlx`: the append path is one prepared
 //! statement with array parameters in binary format, `LISTEN` needs the raw connection's message stream

@@ -144,7 +144,7 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 /// Builds the driver's settings from the config: timeouts, statement timeout, application name, and
-/// the TLS connector for the connection string's `sslmode`/`sslrootcert`.
+/// the TLS connector for the connection string's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`.
 fn target(config: &PostgresConfig) -> Result<Target, OpenError> {
     let invalid = |message: String| OpenError::InvalidConfig {
         path: "url",

@@ -1,4 +1,5 @@
-//! TLS to the server, as libpq does it: `sslmode` and `sslrootcert` in the connection string.
+//! TLS to the server, as libpq does it: `sslmode`, `sslrootcert`, `sslcert` and `sslkey` in the
+//! connection string.
 //!
 //! `tokio-postgres` knows `sslmode=disable|prefer|require` and no root certificates; an operator used
 //! to libpq writes `?sslmode=verify-full&sslrootcert=/etc/tamma/ca.pem`. This module takes both
@@ -15,15 +16,20 @@
 //!
 //! `sslrootcert=system` names the system's trust store, as in libpq 16. Where libpq reads
 //! `~/.postgresql/root.crt` by default, verifying modes here use the system's roots.
+//!
+//! `sslcert` and `sslkey` (PEM files, given together) are the client certificate presented to a server
+//! that asks for one (`ssl_ca_file` set; `cert` authentication in `pg_hba.conf`). As libpq does, the
+//! key is refused when others may read it; unlike libpq, nothing is read from `~/.postgresql/` when they
+//! are not given, and an encrypted key (`sslpassword`) is not supported.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -54,12 +60,26 @@ pub(crate) enum Roots {
     System,
 }
 
+/// A client certificate and its private key (`sslcert`, `sslkey`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ClientCert {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
 /// The TLS parameters of a connection string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TlsParams {
     pub(crate) mode: Mode,
     pub(crate) roots: Option<Roots>,
+    pub(crate) client: Option<ClientCert>,
 }
+
+/// The parameters this module takes out of a connection string.
+const OURS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
+
+/// The values of [`OURS`] found in a connection string, in that order.
+type Found = [Option<String>; 4];
 
 /// Where and how to connect: the driver's settings and the TLS connector that goes with them.
 #[derive(Clone)]
@@ -68,15 +88,15 @@ pub(crate) struct Target {
     pub(crate) tls: MakeRustlsConnect,
 }
 
-/// Splits `conn` into the connection string without `sslmode`/`sslrootcert` and their values.
-/// `Err` names the parameter that is wrong.
+/// Splits `conn` into the connection string without `sslmode`, `sslrootcert`, `sslcert`, `sslkey`
+/// and their values. `Err` names the parameter that is wrong.
 pub(crate) fn split(conn: &str) -> Result<(String, TlsParams), String> {
-    let (rest, mode, root) = if conn.starts_with("postgres://") || conn.starts_with("postgresql://")
-    {
-        split_url(conn)
-    } else {
-        split_key_value(conn)?
-    };
+    let (rest, [mode, root, cert, key]) =
+        if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
+            split_url(conn)
+        } else {
+            split_key_value(conn)?
+        };
     let mode = match mode.as_deref() {
         None | Some("prefer") => Mode::Prefer,
         Some("disable") => Mode::Disable,
@@ -95,30 +115,57 @@ pub(crate) fn split(conn: &str) -> Result<(String, TlsParams), String> {
         Some("system") => Some(Roots::System),
         Some(path) => Some(Roots::File(PathBuf::from(path))),
     };
-    if mode == Mode::Disable && roots.is_some() {
-        return Err("sslrootcert is set but sslmode is disable".to_owned());
+    let client = match (cert, key) {
+        (None, None) => None,
+        (Some(_), None) => return Err("sslcert is set without sslkey".to_owned()),
+        (None, Some(_)) => return Err("sslkey is set without sslcert".to_owned()),
+        (Some(c), _) if c.is_empty() => return Err("sslcert is empty".to_owned()),
+        (_, Some(k)) if k.is_empty() => return Err("sslkey is empty".to_owned()),
+        (Some(cert), Some(key)) => Some(ClientCert {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        }),
+    };
+    if mode == Mode::Disable {
+        if roots.is_some() {
+            return Err("sslrootcert is set but sslmode is disable".to_owned());
+        }
+        if client.is_some() {
+            return Err("sslcert is set but sslmode is disable".to_owned());
+        }
     }
-    Ok((rest, TlsParams { mode, roots }))
+    Ok((
+        rest,
+        TlsParams {
+            mode,
+            roots,
+            client,
+        },
+    ))
 }
 
-type Split = (String, Option<String>, Option<String>);
+/// Where [`OURS`] goes in [`Found`].
+fn slot(key: &str) -> Option<usize> {
+    OURS.iter().position(|k| *k == key)
+}
 
-/// The URL form: `sslmode` and `sslrootcert` are query parameters (percent-encoded).
-fn split_url(conn: &str) -> Split {
+/// The URL form: the parameters are in the query (percent-encoded).
+fn split_url(conn: &str) -> (String, Found) {
+    let mut found = Found::default();
     let Some((base, query)) = conn.split_once('?') else {
-        return (conn.to_owned(), None, None);
+        return (conn.to_owned(), found);
     };
-    let (mut mode, mut root) = (None, None);
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            match k {
-                "sslmode" => mode = Some(percent_decode(v)),
-                "sslrootcert" => root = Some(percent_decode(v)),
-                _ => return true,
+            match slot(k) {
+                Some(i) => {
+                    found[i] = Some(percent_decode(v));
+                    false
+                }
+                None => true,
             }
-            false
         })
         .collect();
     let rest = if kept.is_empty() {
@@ -126,7 +173,7 @@ fn split_url(conn: &str) -> Split {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    (rest, mode, root)
+    (rest, found)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -154,9 +201,9 @@ fn percent_decode(s: &str) -> String {
 
 /// The `key=value` form, with libpq's quoting (`key = 'a value'`, backslash escapes): the other pairs
 /// are written back quoted.
-fn split_key_value(conn: &str) -> Result<Split, String> {
+fn split_key_value(conn: &str) -> Result<(String, Found), String> {
     let mut chars = conn.chars().peekable();
-    let (mut mode, mut root) = (None, None);
+    let mut found = Found::default();
     let mut kept = Vec::new();
     loop {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -172,7 +219,7 @@ fn split_key_value(conn: &str) -> Result<Split, String> {
             // Not the text itself: it may be a password written without its key.
             return Err(format!(
                 "parameter {} of the connection string has no '='",
-                kept.len() + usize::from(mode.is_some()) + usize::from(root.is_some()) + 1
+                kept.len() + found.iter().flatten().count() + 1
             ));
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -195,16 +242,15 @@ fn split_key_value(conn: &str) -> Result<Split, String> {
                 }
             }
         }
-        match key.as_str() {
-            "sslmode" => mode = Some(value),
-            "sslrootcert" => root = Some(value),
-            _ => kept.push(format!(
+        match slot(&key) {
+            Some(i) => found[i] = Some(value),
+            None => kept.push(format!(
                 "{key}='{}'",
                 value.replace('\\', "\\\\").replace('\'', "\\'")
             )),
         }
     }
-    Ok((kept.join(" "), mode, root))
+    Ok((kept.join(" "), found))
 }
 
 impl TlsParams {
@@ -242,12 +288,79 @@ impl TlsParams {
             chain,
             names: self.mode == Mode::VerifyFull,
         });
-        let config = builder
+        let builder = builder
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match &self.client {
+            None => builder.with_no_client_auth(),
+            Some(client) => {
+                let (certs, key) = client.load()?;
+                builder.with_client_auth_cert(certs, key).map_err(|e| {
+                    let (cert, key) = (client.cert.display(), client.key.display());
+                    if e.to_string().contains("UnsupportedCertVersion") {
+                        // What `openssl x509 -req` makes without `-extfile`; OpenSSL takes it, rustls
+                        // does not.
+                        format!(
+                            "sslcert {cert} is an X.509 version 1 certificate; only version 3 is supported (issue it with extensions, e.g. openssl x509 -req … -extfile)"
+                        )
+                    } else {
+                        format!("sslcert {cert} and sslkey {key} cannot be used together: {e}")
+                    }
+                })?
+            }
+        };
         Ok(MakeRustlsConnect::new(config))
     }
+}
+
+impl ClientCert {
+    /// The certificate chain and the key. `Err` names the file that cannot be used and why.
+    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+        let certs = CertificateDer::pem_file_iter(&self.cert)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| format!("sslcert {} cannot be read: {e}", self.cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "sslcert {} holds no certificate",
+                self.cert.display()
+            ));
+        }
+        check_key_access(&self.key)?;
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| {
+            let encrypted = std::fs::read_to_string(&self.key)
+                .is_ok_and(|text| text.contains("ENCRYPTED"));
+            if encrypted {
+                format!(
+                    "sslkey {} is encrypted; tamma reads unencrypted keys only (PKCS#8, PKCS#1 or SEC1 PEM)",
+                    self.key.display()
+                )
+            } else {
+                format!("sslkey {} cannot be read: {e}", self.key.display())
+            }
+        })?;
+        Ok((certs, key))
+    }
+}
+
+/// libpq's rule for a private key file: nobody but its owner (and the owner's group, read only) may
+/// reach it. A key others can read is refused, not used.
+fn check_key_access(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("sslkey {} cannot be read: {e}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o027 != 0 {
+            return Err(format!(
+                "sslkey {} has group or world access (mode {mode:04o}); it must be 0600 or 0640",
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn load_roots(roots: &Roots) -> Result<RootCertStore, String> {
@@ -391,10 +504,98 @@ mod tests {
     }
 
     #[test]
+    fn client_certificate_parameters_are_taken_out_in_both_forms() {
+        let (rest, p) = split(
+            "postgres://h/db?sslcert=%2Fetc%2Ftamma%2Fclient.crt&sslmode=require&sslkey=%2Fetc%2Ftamma%2Fclient.key",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgres://h/db");
+        assert_eq!(
+            p.client,
+            Some(ClientCert {
+                cert: "/etc/tamma/client.crt".into(),
+                key: "/etc/tamma/client.key".into(),
+            })
+        );
+        let (rest, p) = split("host=h sslcert='/a b/c.crt' sslkey=/k.pem user=u").unwrap();
+        assert_eq!(rest, "host='h' user='u'");
+        assert_eq!(p.mode, Mode::Prefer);
+        assert_eq!(
+            p.client.map(|c| (c.cert, c.key)),
+            Some(("/a b/c.crt".into(), "/k.pem".into()))
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_tls() {
+        let e = split("postgres://h/db?sslcert=/c.crt").unwrap_err();
+        assert_eq!(e, "sslcert is set without sslkey");
+        let e = split("host=h sslkey=/k.pem").unwrap_err();
+        assert_eq!(e, "sslkey is set without sslcert");
+        let e = split("host=h sslkey=/k.pem sslcert=''").unwrap_err();
+        assert_eq!(e, "sslcert is empty");
+        let e = split("postgres://h/db?sslmode=disable&sslcert=/c.crt&sslkey=/k.pem").unwrap_err();
+        assert_eq!(e, "sslcert is set but sslmode is disable");
+    }
+
+    #[test]
+    fn client_certificate_files_that_cannot_be_used_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = |cert: &Path, key: &Path| TlsParams {
+            mode: Mode::Require,
+            roots: None,
+            client: Some(ClientCert {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+            }),
+        };
+        let missing = dir.path().join("missing.crt");
+        let e = params(&missing, &missing).connector().err().unwrap();
+        assert!(
+            e.starts_with(&format!("sslcert {} cannot be read", missing.display())),
+            "{e}"
+        );
+        let empty = dir.path().join("empty.crt");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = params(&empty, &missing).connector().err().unwrap();
+        assert_eq!(
+            e,
+            format!("sslcert {} holds no certificate", empty.display())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("client.key");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check_key_access(&key).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "sslkey {} has group or world access (mode 0644); it must be 0600 or 0640",
+                key.display()
+            )
+        );
+        for mode in [0o600, 0o640, 0o400] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            check_key_access(&key).unwrap();
+        }
+    }
+
+    #[test]
     fn a_root_file_that_cannot_be_used_is_named() {
         let p = TlsParams {
             mode: Mode::VerifyFull,
             roots: Some(Roots::File("/nonexistent/ca.pem".into())),
+            client: None,
         };
         let e = p.connector().err().unwrap();
         assert!(

@@ -1,5 +1,6 @@
-//! TLS to the real server, set as libpq sets it: `sslmode` and `sslrootcert` in `database.url`.
-//! Debian's PostgreSQL serves TLS with its "snakeoil" certificate (`ssl = on`); `.ci/run` keeps it so.
+//! TLS to the real server, set as libpq sets it: `sslmode`, `sslrootcert`, `sslcert` and `sslkey` in
+//! `database.url`. Debian's PostgreSQL serves TLS with its "snakeoil" certificate (`ssl = on`) and
+//! trusts a test CA for client certificates (`ssl_ca_file`); `.ci/run` keeps it so.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -233,4 +234,195 @@ fn other_root(dir: &Path) -> PathBuf {
         .expect("the openssl command runs");
     assert!(status.status.success(), "{status:?}");
     cert
+}
+
+/// The CA the server trusts for client certificates (`ssl_ca_file`) and its key, kept beside it
+/// (`ca.key`) so these tests can sign client certificates. `.ci/run` sets both up, with role
+/// `tamma_cert` allowed in by certificate only (`hostssl all tamma_cert 127.0.0.1/32 cert`).
+async fn client_ca() -> (PathBuf, PathBuf) {
+    let client = crate::support::connect("test").await;
+    let file: String = client
+        .query_one("SHOW ssl_ca_file", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !file.is_empty(),
+        "PostgreSQL at 127.0.0.1:5432 trusts no CA for client certificates (ssl_ca_file is empty); .ci/run sets one up"
+    );
+    let key = Path::new(&file).with_file_name("ca.key");
+    assert!(
+        key.is_file(),
+        "no key {} beside the server's client CA {file}; .ci/run makes both",
+        key.display()
+    );
+    (PathBuf::from(file), key)
+}
+
+/// A client certificate for `name` and its key (mode 0600), signed by `ca` (certificate, key), or
+/// self-signed. X.509 version 3 (with a `clientAuth` extension), as certificates are issued today.
+fn client_certificate(
+    dir: &Path,
+    name: &str,
+    ca: Option<&(PathBuf, PathBuf)>,
+) -> (PathBuf, PathBuf) {
+    issue(dir, name, ca, true)
+}
+
+/// As [`client_certificate`]; `v3: false` signs a CA-issued one without extensions (X.509 version 1,
+/// what `openssl x509 -req` makes by default).
+fn issue(dir: &Path, name: &str, ca: Option<&(PathBuf, PathBuf)>, v3: bool) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("the openssl command runs");
+        assert!(out.status.success(), "{out:?}");
+    };
+    let subject = format!("/CN={name}");
+    let mut req = Command::new("openssl");
+    req.args([
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+    ])
+    .args(["-nodes", "-subj", &subject, "-keyout"])
+    .arg(&key);
+    match ca {
+        None => run(req.args(["-x509", "-days", "2", "-out"]).arg(&cert)),
+        Some((ca_cert, ca_key)) => {
+            let csr = dir.join(format!("{name}.csr"));
+            run(req.arg("-out").arg(&csr));
+            let serial = format!("0x{}", uuid::Uuid::new_v4().simple());
+            let mut sign = Command::new("openssl");
+            sign.args(["x509", "-req", "-days", "2", "-set_serial", &serial]);
+            if v3 {
+                let ext = dir.join(format!("{name}.ext"));
+                std::fs::write(
+                    &ext,
+                    "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+                )
+                .unwrap();
+                sign.arg("-extfile").arg(ext);
+            }
+            run(sign
+                .arg("-in")
+                .arg(&csr)
+                .arg("-CA")
+                .arg(ca_cert)
+                .arg("-CAkey")
+                .arg(ca_key)
+                .arg("-out")
+                .arg(&cert));
+        }
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_logs_in_where_the_server_requires_one() {
+    let ca = client_ca().await;
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = client_certificate(dir.path(), "tamma_cert", Some(&ca));
+    let base = format!("postgres://tamma_cert@127.0.0.1:5432/{}", db.name);
+    let store = open(format!(
+        "{base}?sslmode=require&sslcert={}&sslkey={}",
+        cert.display(),
+        key.display()
+    ))
+    .await
+    .unwrap();
+    exercise(&store, &db).await;
+    // Every session of the store presented the certificate, and the server took it as the login.
+    let row = crate::support::connect("test")
+        .await
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE s.client_dn = '/CN=tamma_cert' AND a.usename = 'tamma_cert')
+               FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+              WHERE a.datname = $1 AND a.application_name LIKE 'tamma-events%'",
+            &[&db.name],
+        )
+        .await
+        .unwrap();
+    let (all, by_certificate): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all >= 2, "{all} sessions");
+    assert_eq!(by_certificate, all, "sessions logged in by the certificate");
+    drop(store);
+
+    // Without a certificate this role is turned away.
+    let e = open(format!("{base}?sslmode=require")).await.unwrap_err();
+    assert!(e.starts_with("cannot connect to PostgreSQL"), "{e}");
+    assert!(e.contains("requires a valid client certificate"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_the_server_does_not_trust_is_refused() {
+    client_ca().await;
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = client_certificate(dir.path(), "tamma_cert", None);
+    let e = open(format!(
+        "postgres://tamma_cert@127.0.0.1:5432/{}?sslmode=require&sslcert={}&sslkey={}",
+        db.name,
+        cert.display(),
+        key.display()
+    ))
+    .await
+    .unwrap_err();
+    assert!(e.starts_with("cannot connect to PostgreSQL"), "{e}");
+    assert!(e.contains("UnknownCA"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_1_client_certificate_is_named_as_such() {
+    let ca = client_ca().await;
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = issue(dir.path(), "tamma_cert", Some(&ca), false);
+    let e = open(format!(
+        "{}?sslmode=require&sslcert={}&sslkey={}",
+        db.url(),
+        cert.display(),
+        key.display()
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "sslcert {} is an X.509 version 1 certificate; only version 3 is supported",
+            cert.display()
+        )),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_key_others_can_read_stops_the_start_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let ca = client_ca().await;
+    let db = TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = client_certificate(dir.path(), "tamma_cert", Some(&ca));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = open(format!(
+        "{}?sslmode=require&sslcert={}&sslkey={}",
+        db.url(),
+        cert.display(),
+        key.display()
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e,
+        format!(
+            "invalid PostgreSQL event store settings: url: sslkey {} has group or world access (mode 0644); it must be 0600 or 0640",
+            key.display()
+        )
+    );
 }
