@@ -16,6 +16,8 @@
 //!   `pwrite` per commit through a small VFS over SQLite's default one (the file format and locking
 //!   are SQLite's own: other processes open the file with any SQLite). The writer binds the events'
 //!   texts to its inserts in place (`SQLITE_STATIC`), where rusqlite would have SQLite copy each one.
+//! - [`backup`] copies the file as of one moment while a node keeps appending (SQLite's backup API),
+//!   checks the copy and renames it into place only when it is whole.
 //!
 //! ```
 //! use futures::TryStreamExt;
@@ -35,11 +37,13 @@
 //! # }).unwrap();
 //! ```
 
+mod backup;
 mod error;
 mod schema;
 mod static_bind;
 mod store;
 mod wal_buffer;
 
+pub use backup::{BackupError, BackupReport, backup};
 pub use error::{Error, StoreFailure, is_transient};
 pub use store::{SqliteOptions, SqliteStore, WriterSettings};

@@ -38,6 +38,17 @@ pub(crate) enum EventsCommand {
     Tail(TailArgs),
     /// Export events as JSON or CSV, page by page (any volume), with a progress bar on a terminal.
     Export(ExportArgs),
+    /// Copy the embedded store (`<dataDir>/events.db`) into a new file, as of one moment, while the
+    /// node runs; the copy is checked before it is kept. Reads the file, not the node's API.
+    Backup(BackupArgs),
+}
+
+/// `tamma events backup`.
+#[derive(Args, Debug)]
+pub(crate) struct BackupArgs {
+    /// The file to write; it must not exist.
+    #[arg(value_name = "FILE")]
+    pub(crate) to: PathBuf,
 }
 
 /// `tamma events append`.
@@ -180,6 +191,9 @@ pub(crate) async fn run(cmd: EventsCommand, base_url: String) -> anyhow::Result<
         EventsCommand::Get(a) => get(&node, &a).await,
         EventsCommand::Tail(a) => tail(&node, &a).await,
         EventsCommand::Export(a) => export(&node, &a).await,
+        EventsCommand::Backup(_) => Err(Failure::Usage(
+            "backup reads the store's file; it is run without a node URL".into(),
+        )),
     };
     match outcome {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -883,6 +897,45 @@ impl Drop for PartialFile {
     fn drop(&mut self) {
         if !self.done {
             let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// `tamma events backup FILE`: copies the configured embedded store into FILE. PostgreSQL and memory
+/// stores are refused with what to do instead.
+pub(crate) fn backup(config: &tamma_runtime::TammaConfig, args: &BackupArgs) -> ExitCode {
+    let source = match &config.events.storage {
+        tamma_events::EventStorageConfig::Sqlite(s) => s.resolve_path(&config.data_dir()),
+        tamma_events::EventStorageConfig::Postgres(_) => {
+            eprintln!(
+                "error: events.storage is postgres: back up its database with PostgreSQL's tools, e.g. \
+                 pg_dump --format=custom --table='tamma_*' (see docs/events.md, Backup and restore)"
+            );
+            return ExitCode::from(1);
+        }
+        tamma_events::EventStorageConfig::Memory(_) => {
+            eprintln!(
+                "error: events.storage is memory: its events do not outlive the node, there is no file to back up"
+            );
+            return ExitCode::from(1);
+        }
+    };
+    match tamma_events_sqlite::backup(&source, &args.to) {
+        Ok(r) => {
+            println!(
+                "backed up {} events (head {}, {:.1} MiB) from {} to {} in {:.2} s",
+                r.events,
+                r.head,
+                r.bytes as f64 / (1024.0 * 1024.0),
+                r.source.display(),
+                r.dest.display(),
+                r.took.as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
         }
     }
 }

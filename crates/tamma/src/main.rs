@@ -1,7 +1,7 @@
 //! The `tamma` binary: a thin CLI over `tamma-runtime`.
 //!
 //! `tamma serve` runs a node; `tamma config show|check|schema|get|docs`, `tamma events
-//! append|read|get|tail|export` and `tamma health` operate one.
+//! append|read|get|tail|export|backup` and `tamma health` operate one.
 //! Exit codes: 0 success, 1 a failed check or start-up, 2 bad usage.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A CLI prints.
@@ -65,7 +65,7 @@ enum Command {
     Config(ConfigCommand),
     /// Probe a running node's health (exit 0 healthy, 1 not): for container HEALTHCHECK.
     Health(HealthArgs),
-    /// Append, read, get, tail and export a running node's events.
+    /// Append, read, get, tail, export and back up a node's events.
     Events(events_cli::EventsArgs),
 }
 
@@ -270,6 +270,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Health(args) => health(&cli.global, env, &args),
+        Command::Events(events_cli::EventsArgs {
+            command: events_cli::EventsCommand::Backup(backup),
+            ..
+        }) => match load(&cli.global, None, env) {
+            Ok(c) => Ok(events_cli::backup(&c.current(), &backup)),
+            Err(code) => Ok(code),
+        },
         Command::Events(args) => {
             let base = match args.url {
                 Some(u) => u,

@@ -1,5 +1,6 @@
 //! Integration tests of the SQLite event store.
 
+mod backup;
 mod conformance;
 mod durability;
 mod environment;

@@ -606,3 +606,139 @@ fn against_a_real_tamma_serve_with_the_url_from_the_config() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `tamma events backup FILE` copies the configured `<dataDir>/events.db` while another process keeps
+/// appending to it: the copy holds every event acknowledged before the command started, as stored.
+#[test]
+fn backup_copies_the_embedded_store_while_it_takes_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store =
+        Arc::new(SqliteStore::open(data.join("events.db"), SqliteOptions::default()).unwrap());
+    let node = Node::start(store.clone());
+    for i in 0..300 {
+        node.append(vec![
+            Event::new("BACKUP.TESTED").tag(format!("entity:{}", i % 5)),
+        ]);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let appender = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rt.block_on(store.append(vec![Event::new("BACKUP.DURING")], None))
+                    .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let acknowledged = node.rt.block_on(store.head()).unwrap();
+    let out = crate::tamma(
+        dir.path(),
+        &["--data-dir", "data", "events", "backup", "copy.db"],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let during = appender.join().unwrap();
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(during > 0);
+    assert!(
+        stdout.starts_with("backed up ") && stdout.contains(" to copy.db in "),
+        "{stdout}"
+    );
+    let head: u64 = stdout
+        .split("(head ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no head in {stdout}"));
+    assert!(head >= acknowledged, "{head} < {acknowledged}");
+
+    let copy = SqliteStore::open(dir.path().join("copy.db"), SqliteOptions::default()).unwrap();
+    let read = |s: &dyn EventStore| -> Vec<SequencedEvent> {
+        node.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut stream = s.read(Query::all(), ReadOptions::forwards());
+            while let Some(e) = stream.next().await {
+                out.push(e.unwrap());
+            }
+            out
+        })
+    };
+    let copied = read(&copy);
+    assert_eq!(copied.len() as u64, head);
+    assert_eq!(copied[..], read(store.as_ref())[..copied.len()]);
+
+    // Again to the same file: refused, the copy untouched.
+    let before = std::fs::read(dir.path().join("copy.db")).unwrap();
+    drop(copy);
+    let out = crate::tamma(
+        dir.path(),
+        &["--data-dir", "data", "events", "backup", "copy.db"],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr.trim(),
+        "error: copy.db exists already; a backup is only written to a new file"
+    );
+    assert_eq!(std::fs::read(dir.path().join("copy.db")).unwrap(), before);
+}
+
+#[test]
+fn backup_of_a_store_that_is_not_a_file_says_what_to_do_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::tamma(
+        dir.path(),
+        &[
+            "--set",
+            r#"events.storage={"type":"postgres","config":{}}"#,
+            "--set",
+            "database.url=postgres://tamma@db.internal/tamma",
+            "events",
+            "backup",
+            "copy.db",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: events.storage is postgres: back up its database with PostgreSQL's tools"
+        ),
+        "{stderr}"
+    );
+    let out = crate::tamma(
+        dir.path(),
+        &[
+            "--set",
+            r#"events.storage={"type":"memory","config":{}}"#,
+            "events",
+            "backup",
+            "copy.db",
+        ],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.starts_with("error: events.storage is memory"),
+        "{stderr}"
+    );
+    let out = crate::tamma(dir.path(), &["events", "backup", "copy.db"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(
+        stderr.trim(),
+        "error: there is no event store at ./tamma-data/events.db"
+    );
+    assert!(!dir.path().join("copy.db").exists());
+}

@@ -1,0 +1,289 @@
+//! Online backup of the store file: a consistent copy taken while a node keeps appending.
+//!
+//! SQLite's backup API copies the pages of one read snapshot: every event committed (and so every
+//! event acknowledged) before the copy began is in it, none half-written, and the node's writer is
+//! never blocked (in WAL mode a reader and the writer run side by side). The copy is written to a
+//! temporary file beside the destination, checked (`PRAGMA quick_check`, the head read back), synced,
+//! and only then renamed into place: a backup that exists is whole.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::schema::{self, SCHEMA_VERSION};
+
+/// How long the backup waits for a lock another connection holds (a node's checkpoint, say).
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// What a finished backup holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The store copied.
+    pub source: PathBuf,
+    /// The file written.
+    pub dest: PathBuf,
+    /// The head of the copy: every position up to it that retention kept is in it.
+    pub head: u64,
+    /// The events in the copy.
+    pub events: u64,
+    /// The size of the copy in bytes.
+    pub bytes: u64,
+    /// How long the copy and its check took.
+    pub took: Duration,
+}
+
+/// Why a backup was not made. Nothing is left at the destination when one fails.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// The source does not exist.
+    #[error("there is no event store at {0}")]
+    NoStore(PathBuf),
+    /// The destination exists: a backup never overwrites a file.
+    #[error("{0} exists already; a backup is only written to a new file")]
+    Exists(PathBuf),
+    /// The source is a file SQLite cannot read, or a database without Tamma's tables.
+    #[error("{path} is not a Tamma event store: {why}")]
+    NotAStore {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The source was written by a newer Tamma.
+    #[error(
+        "the event store at {path} has schema version {found}; this Tamma knows up to {supported}"
+    )]
+    SchemaTooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// Reading the source failed.
+    #[error("cannot read the event store at {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Writing the copy failed (space, permissions, a missing directory).
+    #[error("cannot write the backup {path}: {source}")]
+    Write {
+        /// The destination.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Syncing or renaming the copy failed.
+    #[error("cannot write the backup {path}: {source}")]
+    Io {
+        /// The destination.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The copy did not pass its check.
+    #[error("the copy for {path} failed its check: {detail}")]
+    Check {
+        /// The destination.
+        path: PathBuf,
+        /// What the check found.
+        detail: String,
+    },
+    /// Another connection held a lock for longer than the backup waits.
+    #[error(
+        "the event store at {path} stayed locked for {}s; try again",
+        PATIENCE.as_secs()
+    )]
+    Busy {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Copies the store at `source` (an `events.db`, whether a node has it open or not) into the new file
+/// `dest`, as of one moment: every event committed before the copy began, and nothing after.
+///
+/// The copy is one SQLite file (no `-wal` beside it) that any SQLite opens, and that a node uses in
+/// place of `events.db` once the node is stopped (restore).
+///
+/// # Errors
+/// [`BackupError`] naming the file and what is wrong; nothing is left at `dest` then.
+pub fn backup(source: &Path, dest: &Path) -> Result<BackupReport, BackupError> {
+    let started = Instant::now();
+    if !source.is_file() {
+        return Err(BackupError::NoStore(source.to_path_buf()));
+    }
+    if std::fs::symlink_metadata(dest).is_ok() {
+        return Err(BackupError::Exists(dest.to_path_buf()));
+    }
+    let read = |e| BackupError::Read {
+        path: source.to_path_buf(),
+        source: e,
+    };
+    // Read-write without create: opening a WAL database replays its log into the shared index, which a
+    // read-only connection cannot do when no other connection has the file open.
+    let src = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(read)?;
+    src.busy_timeout(PATIENCE).map_err(read)?;
+    check_source(&src, source)?;
+
+    let file_name = dest
+        .file_name()
+        .map_or_else(|| "backup".into(), |n| n.to_string_lossy().into_owned());
+    let partial = dest.with_file_name(format!(".{file_name}.partial-{}", std::process::id()));
+    let result = copy_and_check(&src, source, &partial, dest);
+    if result.is_err() {
+        for leftover in [partial.clone(), journal_of(&partial)] {
+            let _ = std::fs::remove_file(leftover);
+        }
+    }
+    let (head, events) = result?;
+    let io = |e| BackupError::Io {
+        path: dest.to_path_buf(),
+        source: e,
+    };
+    if std::fs::symlink_metadata(dest).is_ok() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(BackupError::Exists(dest.to_path_buf()));
+    }
+    std::fs::rename(&partial, dest).map_err(io)?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename is durable once the directory is synced.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    let bytes = std::fs::metadata(dest).map_err(io)?.len();
+    Ok(BackupReport {
+        source: source.to_path_buf(),
+        dest: dest.to_path_buf(),
+        head,
+        events,
+        bytes,
+        took: started.elapsed(),
+    })
+}
+
+/// Creates `path` empty, readable by its owner only (mode `0600`, as the store's directory is
+/// `0700`): events may carry personal or secret data. SQLite takes an empty file as an empty database
+/// and gives its journal the same mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
+}
+
+/// SQLite's rollback journal of `db` (the copy is written in rollback mode, then removed).
+fn journal_of(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-journal");
+    PathBuf::from(name)
+}
+
+/// Refuses a file that is not an event store this build can read.
+fn check_source(src: &Connection, path: &Path) -> Result<(), BackupError> {
+    let not_a_store = |why: String| BackupError::NotAStore {
+        path: path.to_path_buf(),
+        why,
+    };
+    let tables: i64 = src
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('events', 'meta')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| not_a_store(e.to_string()))?;
+    if tables != 2 {
+        return Err(not_a_store("it has no events table".into()));
+    }
+    let version: i64 = src
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| not_a_store(e.to_string()))?;
+    if version > SCHEMA_VERSION {
+        return Err(BackupError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Copies `src` into `partial` in one step (one snapshot), syncs it and checks it; returns the head
+/// and the number of events of the copy.
+fn copy_and_check(
+    src: &Connection,
+    source: &Path,
+    partial: &Path,
+    dest: &Path,
+) -> Result<(u64, u64), BackupError> {
+    let write = |e| BackupError::Write {
+        path: dest.to_path_buf(),
+        source: e,
+    };
+    create_private(partial).map_err(|e| BackupError::Io {
+        path: dest.to_path_buf(),
+        source: e,
+    })?;
+    let mut dst = Connection::open(partial).map_err(write)?;
+    {
+        let backup = Backup::new(src, &mut dst).map_err(write)?;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            // -1: every page in one step, so the copy is one snapshot even while a node appends
+            // (smaller steps restart whenever another connection writes, and may never finish).
+            match backup.step(-1).map_err(|e| BackupError::Read {
+                path: source.to_path_buf(),
+                source: e,
+            })? {
+                StepResult::Done => break,
+                StepResult::More => {}
+                StepResult::Busy | StepResult::Locked if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => {
+                    return Err(BackupError::Busy {
+                        path: source.to_path_buf(),
+                    });
+                }
+            }
+        }
+    }
+    let check = |detail: String| BackupError::Check {
+        path: dest.to_path_buf(),
+        detail,
+    };
+    let quick: String = dst
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| check(e.to_string()))?;
+    if quick != "ok" {
+        return Err(check(quick));
+    }
+    let head = schema::head(&dst).map_err(|e| check(e.to_string()))?;
+    let events: i64 = dst
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .map_err(|e| check(e.to_string()))?;
+    dst.close().map_err(|(_, e)| write(e))?;
+    std::fs::File::open(partial)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| BackupError::Io {
+            path: dest.to_path_buf(),
+            source: e,
+        })?;
+    Ok((head, u64::try_from(events).unwrap_or(0)))
+}
