@@ -1,4 +1,5 @@
-//! The event store: open the embedded SQLite store, append with a condition, read by query, subscribe.
+//! The event store: open the embedded SQLite store, append with a condition, read by query, subscribe,
+//! and back the store up while it is open.
 //!
 //! Run with `cargo run -p tamma-examples --example events`.
 #![allow(clippy::print_stdout)]
@@ -91,6 +92,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("live {} {}", e.position, e.event.event_type);
     }
     drop(live);
+
+    // A consistent copy of the store file while it is open (appends could go on meanwhile).
+    let report = tamma_events_sqlite::backup(&dir.join("events.db"), &dir.join("backup.db"))?;
+    println!("backed up {} events (head {})", report.events, report.head);
     drop(store);
     std::fs::remove_dir_all(dir)?;
     Ok(())
