@@ -259,6 +259,15 @@ async fn client_ca() -> (PathBuf, PathBuf) {
     (PathBuf::from(file), key)
 }
 
+/// `base` with `sslmode=require` and the client certificate `cert` with its `key`.
+fn client_url(base: &str, cert: &Path, key: &Path) -> String {
+    format!(
+        "{base}?sslmode=require&sslcert={}&sslkey={}",
+        cert.display(),
+        key.display()
+    )
+}
+
 /// A client certificate for `name` and its key (mode 0600), signed by `ca` (certificate, key), or
 /// self-signed. X.509 version 3 (with a `clientAuth` extension), as certificates are issued today.
 fn client_certificate(
@@ -331,13 +340,7 @@ async fn a_client_certificate_logs_in_where_the_server_requires_one() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = client_certificate(dir.path(), "tamma_cert", Some(&ca));
     let base = format!("postgres://tamma_cert@127.0.0.1:5432/{}", db.name);
-    let store = open(format!(
-        "{base}?sslmode=require&sslcert={}&sslkey={}",
-        cert.display(),
-        key.display()
-    ))
-    .await
-    .unwrap();
+    let store = open(client_url(&base, &cert, &key)).await.unwrap();
     exercise(&store, &db).await;
     // Every session of the store presented the certificate, and the server took it as the login.
     let row = crate::support::connect("test")
@@ -367,11 +370,10 @@ async fn a_client_certificate_the_server_does_not_trust_is_refused() {
     let db = TestDb::create().await;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = client_certificate(dir.path(), "tamma_cert", None);
-    let e = open(format!(
-        "postgres://tamma_cert@127.0.0.1:5432/{}?sslmode=require&sslcert={}&sslkey={}",
-        db.name,
-        cert.display(),
-        key.display()
+    let e = open(client_url(
+        &format!("postgres://tamma_cert@127.0.0.1:5432/{}", db.name),
+        &cert,
+        &key,
     ))
     .await
     .unwrap_err();
@@ -385,14 +387,7 @@ async fn a_version_1_client_certificate_is_named_as_such() {
     let db = TestDb::create().await;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = issue(dir.path(), "tamma_cert", Some(&ca), false);
-    let e = open(format!(
-        "{}?sslmode=require&sslcert={}&sslkey={}",
-        db.url(),
-        cert.display(),
-        key.display()
-    ))
-    .await
-    .unwrap_err();
+    let e = open(client_url(&db.url(), &cert, &key)).await.unwrap_err();
     assert!(
         e.contains(&format!(
             "sslcert {} is an X.509 version 1 certificate; only version 3 is supported",
@@ -410,14 +405,7 @@ async fn a_client_key_others_can_read_stops_the_start_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = client_certificate(dir.path(), "tamma_cert", Some(&ca));
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = open(format!(
-        "{}?sslmode=require&sslcert={}&sslkey={}",
-        db.url(),
-        cert.display(),
-        key.display()
-    ))
-    .await
-    .unwrap_err();
+    let e = open(client_url(&db.url(), &cert, &key)).await.unwrap_err();
     assert_eq!(
         e,
         format!(

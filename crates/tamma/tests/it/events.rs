@@ -696,19 +696,15 @@ fn backup_copies_the_embedded_store_while_it_takes_appends() {
 #[test]
 fn backup_of_a_store_that_is_not_a_file_says_what_to_do_instead() {
     let dir = tempfile::tempdir().unwrap();
-    let out = crate::tamma(
-        dir.path(),
-        &[
-            "--set",
-            r#"events.storage={"type":"postgres","config":{}}"#,
-            "--set",
-            "database.url=postgres://tamma@db.internal/tamma",
-            "events",
-            "backup",
-            "copy.db",
-        ],
-        &[],
-    );
+    let backup = |settings: &[&str]| {
+        let mut args: Vec<&str> = settings.iter().flat_map(|s| ["--set", s]).collect();
+        args.extend(["events", "backup", "copy.db"]);
+        crate::tamma(dir.path(), &args, &[])
+    };
+    let out = backup(&[
+        r#"events.storage={"type":"postgres","config":{}}"#,
+        "database.url=postgres://tamma@db.internal/tamma",
+    ]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(
@@ -717,24 +713,14 @@ fn backup_of_a_store_that_is_not_a_file_says_what_to_do_instead() {
         ),
         "{stderr}"
     );
-    let out = crate::tamma(
-        dir.path(),
-        &[
-            "--set",
-            r#"events.storage={"type":"memory","config":{}}"#,
-            "events",
-            "backup",
-            "copy.db",
-        ],
-        &[],
-    );
+    let out = backup(&[r#"events.storage={"type":"memory","config":{}}"#]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr.starts_with("error: events.storage is memory"),
         "{stderr}"
     );
-    let out = crate::tamma(dir.path(), &["events", "backup", "copy.db"], &[]);
+    let out = backup(&[]);
     let (_, stderr) = text(&out);
     assert_eq!(
         stderr.trim(),
