@@ -1,4 +1,5 @@
-//! Online backup of the store file: a consistent copy taken while a node keeps appending.
+//! Online backup of the store file: a consistent copy taken while a node keeps appending; and restore,
+//! which puts a copy in place of a store no process has open.
 //!
 //! SQLite's backup API copies the pages of one read snapshot: every event committed (and so every
 //! event acknowledged) before the copy began is in it, none half-written, and the node's writer is
@@ -99,6 +100,11 @@ pub enum BackupError {
         /// What the check found.
         detail: String,
     },
+    /// A process has the store open: a restore would pull the file from under it.
+    #[error(
+        "the event store at {0} is open in another process (a running node?); stop it before restoring"
+    )]
+    InUse(PathBuf),
     /// Another connection held a lock for longer than the backup waits.
     #[error(
         "the event store at {path} stayed locked for {}s; try again",
@@ -188,11 +194,189 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     options.open(path).map(drop)
 }
 
+/// What a finished restore did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The store file now holding the backup's events.
+    pub store: PathBuf,
+    /// Where the store that was there before went (renamed, not deleted), if there was one.
+    pub replaced: Option<PathBuf>,
+    /// The head of the restored store.
+    pub head: u64,
+    /// The events in it.
+    pub events: u64,
+}
+
+/// Puts the backup `from` in place of the store file `store` (`<dataDir>/events.db`), which no process
+/// may have open: the node must be stopped.
+///
+/// The backup is checked first (an event store this build reads, `PRAGMA quick_check`). A store already
+/// at `store` is closed cleanly (SQLite folds its WAL into it) and renamed to
+/// `<store>.replaced-<UTC time>`, never deleted; the backup is copied beside `store`, synced, checked
+/// again and renamed into place, with no `-wal` or `-shm` file of the old store left beside it.
+///
+/// # Errors
+/// [`BackupError::InUse`] when a process has the store open; otherwise what is wrong with the backup or
+/// the files, naming them. The store is unchanged then.
+pub fn restore(from: &Path, store: &Path) -> Result<RestoreReport, BackupError> {
+    if !from.is_file() {
+        return Err(BackupError::NoStore(from.to_path_buf()));
+    }
+    let read = |e| BackupError::Read {
+        path: from.to_path_buf(),
+        source: e,
+    };
+    {
+        let src = Connection::open_with_flags(
+            from,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(read)?;
+        check_source(&src, from)?;
+        let quick: String = src
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(read)?;
+        if quick != "ok" {
+            return Err(BackupError::Check {
+                path: from.to_path_buf(),
+                detail: quick,
+            });
+        }
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e| BackupError::Io { path, source: e }
+    };
+    let dir = store
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tamma_core::fs::create_private_dir(dir).map_err(io(dir))?;
+    let replaced = if store.exists() {
+        close_unused(store)?;
+        let aside = aside_name(store);
+        std::fs::rename(store, &aside).map_err(io(store))?;
+        Some(aside)
+    } else {
+        None
+    };
+    // Whatever `-wal`/`-shm` is still there belongs to no open store now; SQLite would replay a `-wal`
+    // into the restored file.
+    for suffix in ["-wal", "-shm"] {
+        let side = sibling(store, suffix);
+        if side.exists() {
+            let target = match &replaced {
+                Some(aside) => sibling(aside, suffix),
+                None => aside_name(&side),
+            };
+            std::fs::rename(&side, &target).map_err(io(&side))?;
+        }
+    }
+    let name = store
+        .file_name()
+        .map_or_else(|| "events.db".into(), |n| n.to_string_lossy().into_owned());
+    let partial = store.with_file_name(format!(".{name}.restoring-{}", std::process::id()));
+    let placed = place(from, &partial, store);
+    if placed.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    let (head, events) = placed?;
+    std::fs::rename(&partial, store).map_err(io(store))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(RestoreReport {
+        store: store.to_path_buf(),
+        replaced,
+        head,
+        events,
+    })
+}
+
+/// Copies `from` to `partial` (mode `0600`), syncs and checks it: head and events.
+fn place(from: &Path, partial: &Path, store: &Path) -> Result<(u64, u64), BackupError> {
+    let io = |e| BackupError::Io {
+        path: store.to_path_buf(),
+        source: e,
+    };
+    create_private(partial).map_err(io)?;
+    std::fs::copy(from, partial).map_err(io)?;
+    std::fs::File::open(partial)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    let check = |detail: String| BackupError::Check {
+        path: store.to_path_buf(),
+        detail,
+    };
+    // Read-write: as the only connection it removes the `-wal` and `-shm` it opens with when it closes
+    // (a read-only one would leave them beside the file).
+    let conn = Connection::open_with_flags(
+        partial,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| check(e.to_string()))?;
+    let head = schema::head(&conn).map_err(|e| check(e.to_string()))?;
+    let events: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .map_err(|e| check(e.to_string()))?;
+    conn.close().map_err(|(_, e)| check(e.to_string()))?;
+    Ok((head, u64::try_from(events).unwrap_or(0)))
+}
+
+/// Refuses a store some process has open; otherwise closes it cleanly, which folds its WAL into the
+/// file and removes its `-wal` and `-shm`.
+///
+/// An exclusive lock in exclusive locking mode is refused while any other connection has a WAL store
+/// open, even an idle one, so a running node (or a `tamma events backup` in progress) is found.
+fn close_unused(store: &Path) -> Result<(), BackupError> {
+    let read = |e| BackupError::Read {
+        path: store.to_path_buf(),
+        source: e,
+    };
+    let conn = Connection::open_with_flags(
+        store,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(read)?;
+    // The other connections' locks last as long as they are open: waiting would not help.
+    conn.busy_timeout(Duration::from_millis(200))
+        .map_err(read)?;
+    let locked = conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;");
+    match locked {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ) =>
+        {
+            return Err(BackupError::InUse(store.to_path_buf()));
+        }
+        Err(e) => return Err(read(e)),
+    }
+    conn.close().map_err(|(_, e)| read(e))
+}
+
+/// `<path>.replaced-<UTC time>`, beside `path`.
+fn aside_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(
+        ".replaced-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    PathBuf::from(name)
+}
+
+/// `path` with `suffix` appended (`events.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// SQLite's rollback journal of `db` (the copy is written in rollback mode, then removed).
 fn journal_of(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-journal");
-    PathBuf::from(name)
+    sibling(db, "-journal")
 }
 
 /// Refuses a file that is not an event store this build can read.

@@ -17,7 +17,8 @@
 //!   are SQLite's own: other processes open the file with any SQLite). The writer binds the events'
 //!   texts to its inserts in place (`SQLITE_STATIC`), where rusqlite would have SQLite copy each one.
 //! - [`backup`] copies the file as of one moment while a node keeps appending (SQLite's backup API),
-//!   checks the copy and renames it into place only when it is whole.
+//!   checks the copy and renames it into place only when it is whole; [`restore`] puts such a copy in
+//!   place of a store no process has open, keeping the store it replaces.
 //!
 //! ```
 //! use futures::TryStreamExt;
@@ -44,6 +45,6 @@ mod static_bind;
 mod store;
 mod wal_buffer;
 
-pub use backup::{BackupError, BackupReport, backup};
+pub use backup::{BackupError, BackupReport, RestoreReport, backup, restore};
 pub use error::{Error, StoreFailure, is_transient};
 pub use store::{SqliteOptions, SqliteStore, WriterSettings};

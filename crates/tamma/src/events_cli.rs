@@ -41,6 +41,17 @@ pub(crate) enum EventsCommand {
     /// Copy the embedded store (`<dataDir>/events.db`) into a new file, as of one moment, while the
     /// node runs; the copy is checked before it is kept. Reads the file, not the node's API.
     Backup(BackupArgs),
+    /// Put a backup in place of the embedded store; the node must be stopped. The store it replaces is
+    /// kept beside it (`events.db.replaced-<time>`), never deleted.
+    Restore(RestoreArgs),
+}
+
+/// `tamma events restore`.
+#[derive(Args, Debug)]
+pub(crate) struct RestoreArgs {
+    /// The backup to restore (a file `tamma events backup` wrote).
+    #[arg(value_name = "FILE")]
+    pub(crate) from: PathBuf,
 }
 
 /// `tamma events backup`.
@@ -191,8 +202,8 @@ pub(crate) async fn run(cmd: EventsCommand, base_url: String) -> anyhow::Result<
         EventsCommand::Get(a) => get(&node, &a).await,
         EventsCommand::Tail(a) => tail(&node, &a).await,
         EventsCommand::Export(a) => export(&node, &a).await,
-        EventsCommand::Backup(_) => Err(Failure::Usage(
-            "backup reads the store's file; it is run without a node URL".into(),
+        EventsCommand::Backup(_) | EventsCommand::Restore(_) => Err(Failure::Usage(
+            "backup and restore use the store's file; they are run without a node URL".into(),
         )),
     };
     match outcome {
@@ -901,24 +912,57 @@ impl Drop for PartialFile {
     }
 }
 
-/// `tamma events backup FILE`: copies the configured embedded store into FILE. PostgreSQL and memory
-/// stores are refused with what to do instead.
-pub(crate) fn backup(config: &tamma_runtime::TammaConfig, args: &BackupArgs) -> ExitCode {
-    let source = match &config.events.storage {
-        tamma_events::EventStorageConfig::Sqlite(s) => s.resolve_path(&config.data_dir()),
+/// The embedded store's file, or (printed) why `what` does not apply to the configured store.
+fn store_file(config: &tamma_runtime::TammaConfig, what: &str) -> Option<PathBuf> {
+    match &config.events.storage {
+        tamma_events::EventStorageConfig::Sqlite(s) => Some(s.resolve_path(&config.data_dir())),
         tamma_events::EventStorageConfig::Postgres(_) => {
             eprintln!(
-                "error: events.storage is postgres: back up its database with PostgreSQL's tools, e.g. \
-                 pg_dump --format=custom --table='tamma_*' (see docs/events.md, Backup and restore)"
+                "error: events.storage is postgres: {what} its database with PostgreSQL's tools, e.g. \
+                 pg_dump/pg_restore --format=custom --table='tamma_*' (see docs/events.md, Backup and restore)"
             );
-            return ExitCode::from(1);
+            None
         }
         tamma_events::EventStorageConfig::Memory(_) => {
             eprintln!(
-                "error: events.storage is memory: its events do not outlive the node, there is no file to back up"
+                "error: events.storage is memory: its events do not outlive the node, there is no file to {what}"
             );
-            return ExitCode::from(1);
+            None
         }
+    }
+}
+
+/// `tamma events restore FILE`: puts FILE in place of the configured embedded store.
+pub(crate) fn restore(config: &tamma_runtime::TammaConfig, args: &RestoreArgs) -> ExitCode {
+    let Some(store) = store_file(config, "restore") else {
+        return ExitCode::from(1);
+    };
+    match tamma_events_sqlite::restore(&args.from, &store) {
+        Ok(r) => {
+            println!(
+                "restored {} events (head {}) from {} into {}",
+                r.events,
+                r.head,
+                args.from.display(),
+                r.store.display()
+            );
+            if let Some(old) = r.replaced {
+                println!("the store it replaced is kept as {}", old.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `tamma events backup FILE`: copies the configured embedded store into FILE. PostgreSQL and memory
+/// stores are refused with what to do instead.
+pub(crate) fn backup(config: &tamma_runtime::TammaConfig, args: &BackupArgs) -> ExitCode {
+    let Some(source) = store_file(config, "back up") else {
+        return ExitCode::from(1);
     };
     match tamma_events_sqlite::backup(&source, &args.to) {
         Ok(r) => {

@@ -1,7 +1,7 @@
 //! The `tamma` binary: a thin CLI over `tamma-runtime`.
 //!
 //! `tamma serve` runs a node; `tamma config show|check|schema|get|docs`, `tamma events
-//! append|read|get|tail|export|backup` and `tamma health` operate one.
+//! append|read|get|tail|export|backup|restore` and `tamma health` operate one.
 //! Exit codes: 0 success, 1 a failed check or start-up, 2 bad usage.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A CLI prints.
@@ -65,7 +65,7 @@ enum Command {
     Config(ConfigCommand),
     /// Probe a running node's health (exit 0 healthy, 1 not): for container HEALTHCHECK.
     Health(HealthArgs),
-    /// Append, read, get, tail, export and back up a node's events.
+    /// Append, read, get, tail, export, back up and restore a node's events.
     Events(events_cli::EventsArgs),
 }
 
@@ -275,6 +275,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         }) => match load(&cli.global, None, env) {
             Ok(c) => Ok(events_cli::backup(&c.current(), &backup)),
+            Err(code) => Ok(code),
+        },
+        Command::Events(events_cli::EventsArgs {
+            command: events_cli::EventsCommand::Restore(restore),
+            ..
+        }) => match load(&cli.global, None, env) {
+            Ok(c) => Ok(events_cli::restore(&c.current(), &restore)),
             Err(code) => Ok(code),
         },
         Command::Events(args) => {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::TryStreamExt;
 use tamma_events::{Event, EventStore, Query, ReadOptions};
-use tamma_events_sqlite::{BackupError, SqliteOptions, SqliteStore, backup};
+use tamma_events_sqlite::{BackupError, SqliteOptions, SqliteStore, backup, restore};
 
 fn event(i: u64) -> Event {
     Event::new("BACKUP.TESTED")
@@ -192,4 +192,145 @@ fn what_is_not_an_event_store_is_named() {
         "{e}"
     );
     assert!(!dest.exists());
+}
+
+/// Files of `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_restore_puts_the_backup_in_place_and_keeps_the_store_it_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = data.join("events.db");
+    let copy = dir.path().join("copy.db");
+    {
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        store
+            .append((0..5).map(event).collect(), None)
+            .await
+            .unwrap();
+        backup(&path, &copy).unwrap();
+        store
+            .append((5..8).map(event).collect(), None)
+            .await
+            .unwrap();
+    }
+    let report = restore(&copy, &path).unwrap();
+    assert_eq!((report.head, report.events), (5, 5));
+    let replaced = report.replaced.clone().unwrap();
+    let listed = names(&data);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0], "events.db");
+    assert!(listed[1].starts_with("events.db.replaced-"), "{listed:?}");
+
+    let restored = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(restored.head().await.unwrap(), 5);
+    let kept = SqliteStore::open(&replaced, SqliteOptions::default()).unwrap();
+    assert_eq!(kept.head().await.unwrap(), 8, "the replaced store is whole");
+    assert_eq!(all(&restored).await[..], all(&kept).await[..5]);
+    // The restored store appends after the backup's head.
+    let r = restored.append(vec![event(99)], None).await.unwrap();
+    assert_eq!(r.last_position(), 6);
+
+    // Into a data directory with no store yet.
+    let fresh = dir.path().join("fresh").join("events.db");
+    let report = restore(&copy, &fresh).unwrap();
+    assert_eq!((report.head, report.replaced), (5, None));
+}
+
+#[tokio::test]
+async fn a_restore_refuses_a_store_that_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let copy = dir.path().join("copy.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    store.append(vec![event(1)], None).await.unwrap();
+    backup(&path, &copy).unwrap();
+    store.append(vec![event(2)], None).await.unwrap();
+
+    let e = restore(&copy, &path).unwrap_err();
+    assert!(matches!(e, BackupError::InUse(_)), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "the event store at {} is open in another process (a running node?); stop it before restoring",
+            path.display()
+        )
+    );
+    // Nothing moved: the open store goes on.
+    assert_eq!(store.head().await.unwrap(), 2);
+    store.append(vec![event(3)], None).await.unwrap();
+    assert!(!names(dir.path()).iter().any(|n| n.contains("replaced")));
+
+    // Not a store: refused before anything moves.
+    drop(store);
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a database ".repeat(100)).unwrap();
+    let e = restore(&text, &path).unwrap_err();
+    assert!(matches!(e, BackupError::NotAStore { .. }), "{e:?}");
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(store.head().await.unwrap(), 3);
+}
+
+/// A store whose process was killed (its last commits only in `events.db-wal`) is replaced whole: the
+/// WAL is folded into the file that is kept, and none of it is replayed into the restored one.
+#[tokio::test]
+async fn a_restore_over_a_killed_store_keeps_every_event_it_acknowledged() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let copy = dir.path().join("copy.db");
+    {
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        store.append(vec![event(1)], None).await.unwrap();
+        backup(&path, &copy).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlite-crash-writer"))
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the crash writer");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut last = 0u64;
+    for _ in 0..200 {
+        let line = lines.next().expect("the writer is running").unwrap();
+        last = last.max(line.split_once(' ').unwrap().0.parse().unwrap());
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for line in lines.map_while(Result::ok) {
+        if let Some(pos) = line
+            .split_once(' ')
+            .and_then(|(p, _)| p.parse::<u64>().ok())
+        {
+            last = last.max(pos);
+        }
+    }
+    assert!(
+        names(dir.path()).contains(&"events.db-wal".to_owned()),
+        "the killed writer left its WAL"
+    );
+
+    let report = restore(&copy, &path).unwrap();
+    assert_eq!(report.head, 1);
+    let listed = names(dir.path());
+    assert!(
+        !listed
+            .iter()
+            .any(|n| n == "events.db-wal" || n == "events.db-shm"),
+        "{listed:?}"
+    );
+    let kept = SqliteStore::open(report.replaced.unwrap(), SqliteOptions::default()).unwrap();
+    assert!(kept.head().await.unwrap() >= last);
+    let restored = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(restored.head().await.unwrap(), 1);
 }

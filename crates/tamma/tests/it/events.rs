@@ -728,3 +728,58 @@ fn backup_of_a_store_that_is_not_a_file_says_what_to_do_instead() {
     );
     assert!(!dir.path().join("copy.db").exists());
 }
+
+/// `tamma events restore FILE` puts a backup in place of a stopped node's store, keeping the store it
+/// replaces, and refuses while the store is open.
+#[test]
+fn restore_puts_a_backup_in_place_of_a_stopped_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data").join("events.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    for i in 0..4 {
+        rt.block_on(store.append(
+            vec![Event::new("RESTORE.TESTED").tag(format!("n:{i}"))],
+            None,
+        ))
+        .unwrap();
+    }
+    let events = |args: &[&str]| {
+        let mut all = vec!["--data-dir", "data", "events"];
+        all.extend(args);
+        crate::tamma(dir.path(), &all, &[])
+    };
+    assert!(events(&["backup", "copy.db"]).status.success());
+    rt.block_on(store.append(vec![Event::new("RESTORE.AFTER")], None))
+        .unwrap();
+
+    // The node (here: this process) still has the store open.
+    let out = events(&["restore", "copy.db"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("is open in another process (a running node?); stop it before restoring"),
+        "{stderr}"
+    );
+    drop(store);
+
+    let out = events(&["restore", "copy.db"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("restored 4 events (head 4) from copy.db into data/events.db")
+    );
+    let kept = lines
+        .next()
+        .and_then(|l| l.strip_prefix("the store it replaced is kept as "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let restored = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(rt.block_on(restored.head()).unwrap(), 4);
+    let kept = SqliteStore::open(dir.path().join(kept), SqliteOptions::default()).unwrap();
+    assert_eq!(rt.block_on(kept.head()).unwrap(), 5);
+}
