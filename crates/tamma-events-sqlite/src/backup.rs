@@ -210,10 +210,11 @@ pub struct RestoreReport {
 /// Puts the backup `from` in place of the store file `store` (`<dataDir>/events.db`), which no process
 /// may have open: the node must be stopped.
 ///
-/// The backup is checked first (an event store this build reads, `PRAGMA quick_check`). A store already
-/// at `store` is closed cleanly (SQLite folds its WAL into it) and renamed to
-/// `<store>.replaced-<UTC time>`, never deleted; the backup is copied beside `store`, synced, checked
-/// again and renamed into place, with no `-wal` or `-shm` file of the old store left beside it.
+/// A store already at `store` is closed cleanly first (SQLite folds its WAL into it). The backup is
+/// copied beside `store`, synced and checked there (an event store this build reads, `PRAGMA
+/// quick_check`); only then is the old store renamed to `<store>.replaced-<UTC time>` (never deleted)
+/// and the copy renamed into place, with no `-wal` or `-shm` of the old store left beside it. The
+/// backup file itself is only read, as bytes.
 ///
 /// # Errors
 /// [`BackupError::InUse`] when a process has the store open; otherwise what is wrong with the backup or
@@ -221,27 +222,6 @@ pub struct RestoreReport {
 pub fn restore(from: &Path, store: &Path) -> Result<RestoreReport, BackupError> {
     if !from.is_file() {
         return Err(BackupError::NoStore(from.to_path_buf()));
-    }
-    let read = |e| BackupError::Read {
-        path: from.to_path_buf(),
-        source: e,
-    };
-    {
-        let src = Connection::open_with_flags(
-            from,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(read)?;
-        check_source(&src, from)?;
-        let quick: String = src
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(read)?;
-        if quick != "ok" {
-            return Err(BackupError::Check {
-                path: from.to_path_buf(),
-                detail: quick,
-            });
-        }
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -252,8 +232,23 @@ pub fn restore(from: &Path, store: &Path) -> Result<RestoreReport, BackupError> 
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     tamma_core::fs::create_private_dir(dir).map_err(io(dir))?;
-    let replaced = if store.exists() {
+    if store.exists() {
         close_unused(store)?;
+    }
+    // The backup is copied and checked beside the store before anything of the store moves; the
+    // backup file itself is only read as bytes (it may sit on read-only media).
+    let name = store
+        .file_name()
+        .map_or_else(|| "events.db".into(), |n| n.to_string_lossy().into_owned());
+    let partial = store.with_file_name(format!(".{name}.restoring-{}", std::process::id()));
+    let placed = place(from, &partial, store);
+    if placed.is_err() {
+        for leftover in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(sibling(&partial, leftover));
+        }
+    }
+    let (head, events) = placed?;
+    let replaced = if store.exists() {
         let aside = aside_name(store);
         std::fs::rename(store, &aside).map_err(io(store))?;
         Some(aside)
@@ -272,15 +267,6 @@ pub fn restore(from: &Path, store: &Path) -> Result<RestoreReport, BackupError> 
             std::fs::rename(&side, &target).map_err(io(&side))?;
         }
     }
-    let name = store
-        .file_name()
-        .map_or_else(|| "events.db".into(), |n| n.to_string_lossy().into_owned());
-    let partial = store.with_file_name(format!(".{name}.restoring-{}", std::process::id()));
-    let placed = place(from, &partial, store);
-    if placed.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    let (head, events) = placed?;
     std::fs::rename(&partial, store).map_err(io(store))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -293,7 +279,9 @@ pub fn restore(from: &Path, store: &Path) -> Result<RestoreReport, BackupError> 
     })
 }
 
-/// Copies `from` to `partial` (mode `0600`), syncs and checks it: head and events.
+/// Copies the backup `from` to `partial` (mode `0600`) and syncs it, then checks the copy as the
+/// backup it is (errors name `from`): an event store this build reads, `PRAGMA quick_check`. Returns
+/// its head and number of events.
 fn place(from: &Path, partial: &Path, store: &Path) -> Result<(u64, u64), BackupError> {
     let io = |e| BackupError::Io {
         path: store.to_path_buf(),
@@ -304,9 +292,9 @@ fn place(from: &Path, partial: &Path, store: &Path) -> Result<(u64, u64), Backup
     std::fs::File::open(partial)
         .and_then(|f| f.sync_all())
         .map_err(io)?;
-    let check = |detail: String| BackupError::Check {
-        path: store.to_path_buf(),
-        detail,
+    let read = |e| BackupError::Read {
+        path: from.to_path_buf(),
+        source: e,
     };
     // Read-write: as the only connection it removes the `-wal` and `-shm` it opens with when it closes
     // (a read-only one would leave them beside the file).
@@ -314,12 +302,22 @@ fn place(from: &Path, partial: &Path, store: &Path) -> Result<(u64, u64), Backup
         partial,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| check(e.to_string()))?;
-    let head = schema::head(&conn).map_err(|e| check(e.to_string()))?;
+    .map_err(read)?;
+    check_source(&conn, from)?;
+    let quick: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(read)?;
+    if quick != "ok" {
+        return Err(BackupError::Check {
+            path: from.to_path_buf(),
+            detail: quick,
+        });
+    }
+    let head = schema::head(&conn).map_err(read)?;
     let events: i64 = conn
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-        .map_err(|e| check(e.to_string()))?;
-    conn.close().map_err(|(_, e)| check(e.to_string()))?;
+        .map_err(read)?;
+    conn.close().map_err(|(_, e)| read(e))?;
     Ok((head, u64::try_from(events).unwrap_or(0)))
 }
 

@@ -275,6 +275,18 @@ async fn a_restore_refuses_a_store_that_is_open() {
     std::fs::write(&text, "not a database ".repeat(100)).unwrap();
     let e = restore(&text, &path).unwrap_err();
     assert!(matches!(e, BackupError::NotAStore { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{} is not a Tamma event store", text.display())),
+        "{e}"
+    );
+    let listed = names(dir.path());
+    assert!(
+        !listed
+            .iter()
+            .any(|n| n.contains("replaced") || n.contains("restoring")),
+        "{listed:?}"
+    );
     let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
     assert_eq!(store.head().await.unwrap(), 3);
 }
