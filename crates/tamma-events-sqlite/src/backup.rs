@@ -350,6 +350,9 @@ fn close_unused(store: &Path) -> Result<(), BackupError> {
         {
             return Err(BackupError::InUse(store.to_path_buf()));
         }
+        // Not a database any more (a damaged header: what a restore is for): there is nothing to fold
+        // in, and the file is kept aside as it is.
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {}
         Err(e) => return Err(read(e)),
     }
     conn.close().map_err(|(_, e)| read(e))

@@ -239,6 +239,19 @@ async fn a_restore_puts_the_backup_in_place_and_keeps_the_store_it_replaces() {
     let r = restored.append(vec![event(99)], None).await.unwrap();
     assert_eq!(r.last_position(), 6);
 
+    // Over a store whose file is damaged (what a restore is for): kept aside as it was.
+    drop((restored, kept));
+    let garbage = "not a database any more ".repeat(400);
+    std::fs::write(&path, &garbage).unwrap();
+    let report = restore(&copy, &path).unwrap();
+    assert_eq!(report.head, 5);
+    assert_eq!(
+        std::fs::read_to_string(report.replaced.unwrap()).unwrap(),
+        garbage
+    );
+    let restored = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+    assert_eq!(restored.head().await.unwrap(), 5);
+
     // Into a data directory with no store yet.
     let fresh = dir.path().join("fresh").join("events.db");
     let report = restore(&copy, &fresh).unwrap();
