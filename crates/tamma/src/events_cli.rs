@@ -57,7 +57,7 @@ pub(crate) struct RestoreArgs {
 /// `tamma events backup`.
 #[derive(Args, Debug)]
 pub(crate) struct BackupArgs {
-    /// The file to write; it must not exist.
+    /// The file to write; it must not exist. A directory gets `events-<UTC time>.db` inside it.
     #[arg(value_name = "FILE")]
     pub(crate) to: PathBuf,
 }
@@ -964,7 +964,15 @@ pub(crate) fn backup(config: &tamma_runtime::TammaConfig, args: &BackupArgs) -> 
     let Some(source) = store_file(config, "back up") else {
         return ExitCode::from(1);
     };
-    match tamma_events_sqlite::backup(&source, &args.to) {
+    let to = if args.to.is_dir() {
+        args.to.join(format!(
+            "events-{}.db",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ))
+    } else {
+        args.to.clone()
+    };
+    match tamma_events_sqlite::backup(&source, &to) {
         Ok(r) => {
             println!(
                 "backed up {} events (head {}, {:.1} MiB) from {} to {} in {:.2} s",

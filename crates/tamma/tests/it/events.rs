@@ -691,6 +691,29 @@ fn backup_copies_the_embedded_store_while_it_takes_appends() {
         "error: copy.db exists already; a backup is only written to a new file"
     );
     assert_eq!(std::fs::read(dir.path().join("copy.db")).unwrap(), before);
+
+    // Into a directory: a file named for the time.
+    std::fs::create_dir(dir.path().join("backups")).unwrap();
+    let out = crate::tamma(
+        dir.path(),
+        &["--data-dir", "data", "events", "backup", "backups"],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let written: Vec<String> = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(written.len(), 1);
+    assert!(
+        written[0].starts_with("events-") && written[0].ends_with("Z.db"),
+        "{written:?}"
+    );
+    assert!(
+        stdout.contains(&format!("to backups/{}", written[0])),
+        "{stdout}"
+    );
 }
 
 #[test]
