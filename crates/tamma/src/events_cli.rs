@@ -918,8 +918,8 @@ fn store_file(config: &tamma_runtime::TammaConfig, what: &str) -> Option<PathBuf
         tamma_events::EventStorageConfig::Sqlite(s) => Some(s.resolve_path(&config.data_dir())),
         tamma_events::EventStorageConfig::Postgres(_) => {
             eprintln!(
-                "error: events.storage is postgres: {what} its database with PostgreSQL's tools, e.g. \
-                 pg_dump/pg_restore --format=custom --table='tamma_*' (see docs/events.md, Backup and restore)"
+                "error: events.storage is postgres: {what} its database with PostgreSQL's tools \
+                 (pg_dump --format=custom / pg_restore of the whole database; see docs/events.md, Backup and restore)"
             );
             None
         }
