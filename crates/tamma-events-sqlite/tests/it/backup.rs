@@ -308,8 +308,6 @@ async fn a_restore_refuses_a_store_that_is_open() {
 /// WAL is folded into the file that is kept, and none of it is replayed into the restored one.
 #[tokio::test]
 async fn a_restore_over_a_killed_store_keeps_every_event_it_acknowledged() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
     let copy = dir.path().join("copy.db");
@@ -318,28 +316,7 @@ async fn a_restore_over_a_killed_store_keeps_every_event_it_acknowledged() {
         store.append(vec![event(1)], None).await.unwrap();
         backup(&path, &copy).unwrap();
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlite-crash-writer"))
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the crash writer");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut last = 0u64;
-    for _ in 0..200 {
-        let line = lines.next().expect("the writer is running").unwrap();
-        last = last.max(line.split_once(' ').unwrap().0.parse().unwrap());
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    for line in lines.map_while(Result::ok) {
-        if let Some(pos) = line
-            .split_once(' ')
-            .and_then(|(p, _)| p.parse::<u64>().ok())
-        {
-            last = last.max(pos);
-        }
-    }
+    let acked = crate::crash_writer(&path, 200);
     assert!(
         names(dir.path()).contains(&"events.db-wal".to_owned()),
         "the killed writer left its WAL"
@@ -354,8 +331,16 @@ async fn a_restore_over_a_killed_store_keeps_every_event_it_acknowledged() {
             .any(|n| n == "events.db-wal" || n == "events.db-shm"),
         "{listed:?}"
     );
+    // Every append the killed writer acknowledged is in the store that was kept, where it was.
     let kept = SqliteStore::open(report.replaced.unwrap(), SqliteOptions::default()).unwrap();
-    assert!(kept.head().await.unwrap() >= last);
+    for (id, pos) in &acked {
+        let got = kept.get(*id).await.unwrap();
+        assert_eq!(
+            got.map(|e| e.position),
+            Some(*pos),
+            "acknowledged event {id}"
+        );
+    }
     let restored = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
     assert_eq!(restored.head().await.unwrap(), 1);
 }

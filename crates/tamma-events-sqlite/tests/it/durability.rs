@@ -1,9 +1,5 @@
 //! Durability: WAL + synchronous=FULL, reopen, kill -9 of a writing process.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use futures::TryStreamExt;
 use tamma_events::{Event, EventStore, Query, ReadOptions};
 use tamma_events_sqlite::{Error, SqliteOptions, SqliteStore};
@@ -158,30 +154,7 @@ async fn newer_schema_is_refused() {
 async fn acknowledged_events_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlite-crash-writer"))
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the crash writer");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut acked = HashMap::new();
-    while acked.len() < 300 {
-        let line = lines.next().expect("the writer is running").unwrap();
-        let (pos, id) = line.split_once(' ').unwrap();
-        acked.insert(id.parse::<Uuid>().unwrap(), pos.parse::<u64>().unwrap());
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    // Lines already in the pipe were acknowledged before the kill, too.
-    for line in lines {
-        let line = line.unwrap();
-        if let Some((pos, id)) = line.split_once(' ')
-            && let (Ok(id), Ok(pos)) = (id.parse::<Uuid>(), pos.parse::<u64>())
-        {
-            acked.insert(id, pos);
-        }
-    }
+    let acked = crate::crash_writer(&path, 300);
     let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
     let head = store.head().await.unwrap();
     assert!(head >= acked.values().copied().max().unwrap());

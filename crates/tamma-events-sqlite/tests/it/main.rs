@@ -24,6 +24,47 @@ pub(crate) async fn fresh(hooks: StoreHooks) -> Fresh {
     Fresh::new(Arc::new(store)).keep(dir)
 }
 
+/// Runs the `sqlite-crash-writer` process on `path` until it has acknowledged at least `acks` appends,
+/// kills it with SIGKILL, and returns every append it acknowledged (lines already in the pipe count
+/// too): event id → position.
+pub(crate) fn crash_writer(
+    path: &std::path::Path,
+    acks: usize,
+) -> std::collections::HashMap<uuid::Uuid, u64> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sqlite-crash-writer"))
+        .arg(path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the crash writer");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut acked = std::collections::HashMap::new();
+    while acked.len() < acks {
+        let line = lines
+            .next()
+            .expect("the writer is running")
+            .expect("a line");
+        let (pos, id) = line.split_once(' ').expect("<position> <id>");
+        acked.insert(
+            id.parse::<uuid::Uuid>().expect("an id"),
+            pos.parse::<u64>().expect("a position"),
+        );
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    // Lines already in the pipe were acknowledged before the kill, too (the last may be cut short).
+    for line in lines.map_while(Result::ok) {
+        if let Some((pos, id)) = line.split_once(' ')
+            && let (Ok(id), Ok(pos)) = (id.parse::<uuid::Uuid>(), pos.parse::<u64>())
+        {
+            acked.insert(id, pos);
+        }
+    }
+    acked
+}
+
 /// A run row: key, first and last position.
 pub(crate) type Run = (String, i64, i64);
 
