@@ -734,22 +734,54 @@ impl Readers {
     }
 }
 
-/// How long the writer polls for the next request after finishing one before it sleeps. An appender
-/// answered by a commit usually comes back within tens of microseconds; a writer asleep by then must be
-/// woken by the kernel (on a virtual machine, an interrupt to an idle virtual CPU), which cost about a
-/// tenth of the time of a one-event append here. An idle writer spends at most this after each commit.
-const SPIN: Duration = Duration::from_micros(60);
+/// How long the writer polls for the next request after finishing one before it sleeps, at most and at
+/// least. An appender answered by a commit usually comes back within tens of microseconds (one building
+/// its next 100 events, within one or two hundred); a writer asleep by then must be woken by the kernel
+/// (on a virtual machine, an interrupt to an idle virtual CPU), which costs the writer tens of
+/// microseconds and the appender its own wake-up call. [`Spin`] decides between the two.
+const SPIN_MAX: Duration = Duration::from_micros(200);
+const SPIN_MIN: Duration = Duration::from_micros(20);
 
-/// The next request: polled for [`SPIN`] first, then waited for. `None` when every sender is gone.
-fn next_request(rx: &mpsc::Receiver<Request>) -> Option<Request> {
-    let until = Instant::now() + SPIN;
-    loop {
-        match rx.try_recv() {
-            Ok(r) => return Some(r),
-            Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) if Instant::now() < until => std::hint::spin_loop(),
-            Err(mpsc::TryRecvError::Empty) => return rx.recv().ok(),
-        }
+/// How long the writer polls before it sleeps: [`SPIN_MAX`] while requests come back within it; halved
+/// (down to [`SPIN_MIN`]) after each request that came later. So a writer whose appenders come straight
+/// back catches them without a wake-up (100-event appends: about 10% more events/s than polling a fixed
+/// 60 µs, in alternating runs), and one whose requests come seldom (an idle node, clients across a
+/// network) spends at most `SPIN_MIN` per commit.
+struct Spin {
+    budget: Duration,
+}
+
+impl Spin {
+    fn new() -> Self {
+        Self { budget: SPIN_MIN }
+    }
+
+    /// After a request came `gap` after the writer started waiting for it.
+    fn learn(&mut self, gap: Duration) {
+        self.budget = if gap <= SPIN_MAX {
+            SPIN_MAX
+        } else {
+            (self.budget / 2).max(SPIN_MIN)
+        };
+    }
+
+    /// The next request: polled for the budget first, then waited for. `None` when every sender is
+    /// gone.
+    fn next_request(&mut self, rx: &mpsc::Receiver<Request>) -> Option<Request> {
+        let start = Instant::now();
+        let until = start + self.budget;
+        let req = loop {
+            match rx.try_recv() {
+                Ok(r) => break r,
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+                Err(mpsc::TryRecvError::Empty) if Instant::now() < until => {
+                    std::hint::spin_loop();
+                }
+                Err(mpsc::TryRecvError::Empty) => break rx.recv().ok()?,
+            }
+        };
+        self.learn(start.elapsed());
+        Some(req)
     }
 }
 
@@ -785,10 +817,11 @@ impl Writer {
         let mut wait = GroupWait::new(group_wait);
         // A request that ended a group (a deletion or a cursor), handled after that group's commit.
         let mut carried = None;
+        let mut spin = Spin::new();
         loop {
             let req = match carried.take() {
                 Some(req) => req,
-                None => match next_request(rx) {
+                None => match spin.next_request(rx) {
                     Some(req) => {
                         self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                         req
@@ -1433,5 +1466,56 @@ mod tests {
         assert_eq!(w.budget, Duration::from_micros(64));
         w.learn(false);
         assert_eq!(w.budget, Duration::from_micros(32));
+    }
+
+    #[test]
+    fn the_writer_polls_long_while_requests_come_back_soon_and_halves_after_a_late_one() {
+        let us = Duration::from_micros;
+        let mut s = Spin::new();
+        assert_eq!(s.budget, SPIN_MIN, "a new writer polls briefly");
+        s.learn(us(70));
+        assert_eq!(s.budget, SPIN_MAX, "a gap polling could have caught");
+        s.learn(Duration::from_millis(2));
+        assert_eq!(s.budget, SPIN_MAX / 2, "a late request halves it");
+        s.learn(SPIN_MAX);
+        assert_eq!(s.budget, SPIN_MAX);
+        for _ in 0..10 {
+            s.learn(Duration::from_secs(2));
+        }
+        assert_eq!(
+            s.budget, SPIN_MIN,
+            "an idle writer polls SPIN_MIN per commit"
+        );
+    }
+
+    #[test]
+    fn the_writer_takes_a_request_sent_while_it_polls_and_one_sent_after_it_slept() {
+        let (tx, rx) = mpsc::channel();
+        let mut s = Spin::new();
+        let (reply, _answer) = oneshot::channel();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(Request::Cursor {
+                name: "late".into(),
+                position: 7,
+                reply,
+            })
+            .is_ok()
+        });
+        match s.next_request(&rx) {
+            Some(Request::Cursor { name, position, .. }) => {
+                assert_eq!((name.as_str(), position), ("late", 7))
+            }
+            _ => panic!("the request sent after the writer slept is taken"),
+        }
+        assert!(sender.join().unwrap());
+        assert_eq!(
+            s.budget, SPIN_MIN,
+            "a 20 ms gap is no reason to poll longer"
+        );
+        assert!(
+            s.next_request(&rx).is_none(),
+            "no request once every sender is gone"
+        );
     }
 }
