@@ -1504,7 +1504,7 @@ mod tests {
         });
         match s.next_request(&rx) {
             Some(Request::Cursor { name, position, .. }) => {
-                assert_eq!((name.as_str(), position), ("late", 7))
+                assert_eq!((name.as_str(), position), ("late", 7));
             }
             _ => panic!("the request sent after the writer slept is taken"),
         }
