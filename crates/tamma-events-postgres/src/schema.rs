@@ -30,8 +30,8 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
-/// Advisory-lock key held (transaction-scoped) by every append: "TAMMA" + 1.
-#[cfg(test)]
+/// Advisory-lock key held (transaction-scoped) by every append (inside `tamma_append`) and import:
+/// "TAMMA" + 1.
 pub(crate) const APPEND_LOCK: i64 = 0x5441_4D4D_4100_0001;
 /// Advisory-lock key held while migrations run, so concurrent starts apply each migration once.
 pub(crate) const MIGRATE_LOCK: i64 = 0x5441_4D4D_4100_0002;

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tamma_events::{
     AppendCondition, AppendResult, Error, Event, EventStore, EventStream, Limits, PageFetch, Query,
     ReadOptions, Result, SequencedEvent, StoreCheck, StoreHealth, StoreHooks, SubscriptionSource,
-    subscription, validate_append,
+    subscription, validate_append, validate_import,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::tls::MakeTlsConnect;
@@ -358,6 +358,25 @@ impl Inner {
         .await
     }
 
+    /// [`EventStore::import`]: one transaction under the append lock, so it is serialised with every
+    /// process's appends; the events at their own positions and commit times, with their runs.
+    async fn import(&self, events: Vec<SequencedEvent>) -> Result<u64> {
+        let mut c = self.client().await?;
+        let imported = bounded(
+            self.answer_within,
+            import_into(&mut c, events, &self.limits),
+        )
+        .await;
+        if imported.is_err() {
+            // A transaction cut short by the client-side bound may still be open: never pool it.
+            drop(deadpool_postgres::Object::take(c));
+        }
+        let head = imported?;
+        *self.shared.last_commit.lock() = Some(Instant::now());
+        self.shared.publish(head);
+        Ok(head)
+    }
+
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
         let mut c = self.client().await?;
         // Session lock: retention runs in several transactions, and never twice at once.
@@ -388,6 +407,127 @@ impl Inner {
             .increment(removed);
         Ok(removed)
     }
+}
+
+/// The transaction of [`Inner::import`]; returns the new head.
+async fn import_into(
+    c: &mut deadpool_postgres::Object,
+    events: Vec<SequencedEvent>,
+    limits: &Limits,
+) -> Result<u64> {
+    let tx = c.transaction().await.map_err(to_store_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::APPEND_LOCK])
+        .await
+        .map_err(to_store_error)?;
+    // Read after the lock: includes the previous holder's commit.
+    let head = to_u64(
+        tx.query_one(HEAD_SQL, &[])
+            .await
+            .map_err(to_store_error)?
+            .get(0),
+    );
+    validate_import(&events, head, limits)?;
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event.id).collect();
+    let stored: Vec<Uuid> = tx
+        .query(
+            "SELECT id FROM tamma_events WHERE id = ANY($1) ORDER BY position",
+            &[&ids],
+        )
+        .await
+        .map_err(to_store_error)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !stored.is_empty() {
+        return Err(Error::DuplicateEventId { ids: stored });
+    }
+    let first = events[0].position;
+    let last = first + events.len() as u64 - 1;
+    let positions: Vec<i64> = events.iter().map(|e| schema::to_i64(e.position)).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event.event_type.as_str()).collect();
+    let recorded: Vec<DateTime<Utc>> = events.iter().map(|e| e.recorded_at).collect();
+    let timestamps: Vec<DateTime<Utc>> = events
+        .iter()
+        .map(|e| e.event.timestamp.unwrap_or(e.recorded_at))
+        .collect();
+    let tags: Vec<String> = events
+        .iter()
+        .map(|e| writer::tags_literal(&e.event.tags))
+        .collect();
+    let metadata: Vec<Option<String>> = events
+        .iter()
+        .map(|e| {
+            (!e.event.metadata.is_empty()).then(|| {
+                let mut buf = Vec::with_capacity(128);
+                e.event.metadata.write_json(&mut buf);
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        })
+        .collect();
+    let data: Vec<&str> = events.iter().map(|e| e.event.data.as_json()).collect();
+    tx.execute(
+        "INSERT INTO tamma_events (position, id, type, timestamp, recorded_at, tags, metadata, data)
+         SELECT i.position, i.id, i.type, i.ts, i.rec, i.tags::text[], i.meta::jsonb, i.data::json
+           FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+                       $6::text[], $7::text[], $8::text[])
+                AS i (position, id, type, ts, rec, tags, meta, data)",
+        &[
+            &positions,
+            &ids,
+            &types,
+            &timestamps,
+            &recorded,
+            &tags,
+            &metadata,
+            &data,
+        ],
+    )
+    .await
+    .map_err(to_store_error)?;
+    let numbered = || {
+        events
+            .iter()
+            .map(|e| (schema::to_i64(e.position), &e.event))
+    };
+    for (table, runs) in [
+        (
+            "tamma_tag_runs (tag, first, last)",
+            tamma_events::key_runs(numbered(), |e| e.tags.iter()),
+        ),
+        (
+            "tamma_type_runs (type, first, last)",
+            tamma_events::key_runs(numbered(), |e| std::iter::once(e.event_type.as_str())),
+        ),
+    ] {
+        let keys: Vec<&str> = runs.iter().map(|r| r.0).collect();
+        let firsts: Vec<i64> = runs.iter().map(|r| r.1).collect();
+        let lasts: Vec<i64> = runs.iter().map(|r| r.2).collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO {table} SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])"
+            ),
+            &[&keys, &firsts, &lasts],
+        )
+        .await
+        .map_err(to_store_error)?;
+    }
+    if head == 0 && first > 1 {
+        // The positions before the first imported one count as removed, as in the source.
+        tx.execute(
+            "UPDATE tamma_events_state SET removed_through = greatest(removed_through, $1)",
+            &[&schema::to_i64(first - 1)],
+        )
+        .await
+        .map_err(to_store_error)?;
+    }
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&schema::CHANNEL, &last.to_string()],
+    )
+    .await
+    .map_err(to_store_error)?;
+    tx.commit().await.map_err(to_store_error)?;
+    Ok(last)
 }
 
 /// Removes every event up to the last one recorded before `cutoff`, in chunks from the oldest, so each
@@ -676,6 +816,24 @@ impl EventStore for PostgresStore {
                 last_commit_error: self.inner.shared.last_commit_error.lock().clone(),
             })
         })
+    }
+
+    fn import(&self, events: Vec<SequencedEvent>) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.inner.import(events))
+    }
+
+    fn cursors(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>>> {
+        Box::pin(bounded(self.inner.answer_within, async move {
+            let c = self.inner.client().await?;
+            let rows = c
+                .query(
+                    "SELECT name, position FROM tamma_cursors ORDER BY name",
+                    &[],
+                )
+                .await
+                .map_err(to_store_error)?;
+            Ok(rows.iter().map(|r| (r.get(0), to_u64(r.get(1)))).collect())
+        }))
     }
 
     fn load_cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {

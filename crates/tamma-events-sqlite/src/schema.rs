@@ -89,6 +89,13 @@ pub(crate) fn load_cursor(conn: &Connection, name: &str) -> rusqlite::Result<Opt
         .map(|p| p.map(to_u64))
 }
 
+/// Every saved cursor and its position, by name.
+pub(crate) fn cursors(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    conn.prepare_cached("SELECT name, position FROM cursors ORDER BY name")?
+        .query_map([], |r| Ok((r.get(0)?, to_u64(r.get(1)?))))?
+        .collect()
+}
+
 /// The columns every event read selects, in the order [`decode`] expects.
 const COLUMNS: &str =
     "e.position, e.id, e.type, e.timestamp, e.recorded_at, e.tags, e.metadata, e.data";

@@ -16,7 +16,7 @@ use tamma_core::metric_names as m;
 use tamma_events::{
     AppendCondition, AppendResult, Event, EventStore, EventStream, IdCheck, LastPositions, Limits,
     Query, ReadOptions, SequencedEvent, StoreHealth, StoreHooks, SubscriptionSource, SyncStats,
-    key_runs, resolve_ids, subscription, validate_append_sized,
+    key_runs, resolve_ids, subscription, validate_append_sized, validate_import,
 };
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -160,6 +160,10 @@ enum Request {
         position: i64,
         reply: oneshot::Sender<tamma_events::Result<()>>,
     },
+    Import {
+        events: Vec<SequencedEvent>,
+        reply: oneshot::Sender<tamma_events::Result<u64>>,
+    },
 }
 
 impl SqliteStore {
@@ -289,6 +293,7 @@ impl SqliteStore {
             let writer_path = path.clone();
             let max = options.max_batch_events.max(1);
             let group_wait = options.group_wait;
+            let limits = options.limits;
             std::thread::Builder::new()
                 .name("tamma-events-writer".into())
                 .spawn(move || {
@@ -301,6 +306,7 @@ impl SqliteStore {
                         last: LastPositions::default(),
                         checkpoints,
                         queued_during_commit: 0,
+                        limits,
                     }
                     .run(&rx, max, group_wait);
                 })
@@ -496,6 +502,19 @@ impl EventStore for SqliteStore {
                 last_commit_error: self.inner.shared.last_commit_error.lock().clone(),
             })
         })
+    }
+
+    fn import(&self, events: Vec<SequencedEvent>) -> BoxFuture<'_, tamma_events::Result<u64>> {
+        Box::pin(async move {
+            let (reply, rx) = oneshot::channel();
+            self.send(Request::Import { events, reply })?;
+            rx.await.map_err(closed)?
+        })
+    }
+
+    fn cursors(&self) -> BoxFuture<'_, tamma_events::Result<Vec<(String, u64)>>> {
+        let readers = self.inner.readers.clone();
+        Box::pin(async move { readers.run(schema::cursors).await })
     }
 
     fn load_cursor<'a>(
@@ -800,6 +819,8 @@ struct Writer {
     queued_during_commit: usize,
     /// Where the tags and types written last are, to pass most conditions without a query.
     last: LastPositions,
+    /// What an imported event may be.
+    limits: Limits,
 }
 
 struct Pending {
@@ -849,6 +870,11 @@ impl Writer {
                     let (answered, ended_by) = self.commit_group(first, gather);
                     carried = ended_by;
                     active = answered + self.queued_during_commit;
+                }
+                Request::Import { events, reply } => {
+                    let imported = self.import(events);
+                    self.note_syncs();
+                    let _ = reply.send(imported);
                 }
                 Request::Delete { cutoff, reply } => {
                     let removed = self
@@ -1042,6 +1068,102 @@ impl Writer {
         tx.commit()?;
         self.last.committed(head);
         Ok((head, written))
+    }
+
+    /// [`EventStore::import`]: the events at their own positions and commit times, with their runs, in
+    /// one transaction.
+    fn import(&mut self, events: Vec<SequencedEvent>) -> tamma_events::Result<u64> {
+        let fail = |e: rusqlite::Error| store_error(&self.path, Arc::new(e));
+        // Whatever this writer knew of the last positions of tags and types no longer holds.
+        let (tx, _) = self
+            .conn
+            .transaction(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let head = schema::head(&tx).map_err(fail)?;
+        self.last.begin(head);
+        validate_import(&events, head, &self.limits)?;
+        let mut stored = Vec::new();
+        {
+            let mut exists = tx
+                .prepare_cached("SELECT 1 FROM events WHERE id = ?1")
+                .map_err(fail)?;
+            for e in &events {
+                if exists.exists([e.event.id.as_bytes()]).map_err(fail)? {
+                    stored.push(e.event.id);
+                }
+            }
+        }
+        if !stored.is_empty() {
+            return Err(tamma_events::Error::DuplicateEventId { ids: stored });
+        }
+        let (at, events): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .map(|s| ((s.position, s.recorded_at), s.event))
+            .unzip();
+        let encoded = schema::encode(&events);
+        let (first, last) = (at[0].0, at[at.len() - 1].0);
+        let mut latest = self.last_recorded;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (position, id, type, timestamp, recorded_at, tags, metadata, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(fail)?;
+            for (row, (position, recorded_at)) in encoded.rows().iter().zip(&at) {
+                let recorded = schema::micros(*recorded_at);
+                latest = latest.max(recorded);
+                insert
+                    .execute(rusqlite::params![
+                        to_i64(*position),
+                        &row.id[..],
+                        encoded.event_type(row),
+                        row.timestamp.unwrap_or(recorded),
+                        recorded,
+                        encoded.tags(row),
+                        encoded.metadata(row),
+                        encoded.data(row),
+                    ])
+                    .map_err(fail)?;
+            }
+        }
+        let numbered = || events.iter().zip(to_i64(first)..).map(|(e, p)| (p, e));
+        for (table, runs) in [
+            (
+                "tag_runs (tag, first, last)",
+                key_runs(numbered(), |e| e.tags.iter()),
+            ),
+            (
+                "type_runs (type, first, last)",
+                key_runs(numbered(), |e| std::iter::once(e.event_type.as_str())),
+            ),
+        ] {
+            let mut insert = tx
+                .prepare_cached(&format!("INSERT INTO {table} VALUES (?1, ?2, ?3)"))
+                .map_err(fail)?;
+            for (key, from, to) in runs {
+                insert
+                    .execute(rusqlite::params![key, from, to])
+                    .map_err(fail)?;
+            }
+        }
+        if head == 0 && first > 1 {
+            // The positions before the first imported one count as removed, as in the source.
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('removed_through', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                [to_i64(first - 1)],
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)?;
+        self.last_recorded = latest;
+        *self.shared.last_commit.lock() = Some(Instant::now());
+        if let Some(c) = &self.checkpoints {
+            let _ = c.try_send(());
+        }
+        self.head_tx.send_replace(last);
+        Ok(last)
     }
 
     fn delete_before(&mut self, cutoff: i64) -> rusqlite::Result<u64> {

@@ -29,6 +29,7 @@
 mod append;
 mod concurrency;
 mod factory;
+mod import;
 mod query;
 mod read;
 mod retention;
@@ -50,6 +51,10 @@ pub use concurrency::{
     gap_free_delivery_with_slow_writer, linearizable_under_concurrency,
 };
 pub use factory::{Fresh, StoreFactory};
+pub use import::{
+    cursors_are_listed, import_keeps_positions_ids_and_recorded_at,
+    import_refuses_what_does_not_follow_on,
+};
 pub use query::{
     event_matching_two_items_returned_once_in_order, query_by_one_tag, query_by_several_types,
     query_by_type, query_item_or_item, query_tag_and_tag, query_type_and_tag,
@@ -90,7 +95,9 @@ macro_rules! conformance_tests {
                 idempotent_retry_returns_original_positions, changed_event_under_stored_id_rejected,
                 sub_microsecond_timestamps_are_truncated_and_retries_match,
                 tags_with_special_characters_round_trip_and_match,
-                round_trip_preserves_content, recorded_at_is_set, retention_removes_exactly_a_prefix;
+                round_trip_preserves_content, recorded_at_is_set, retention_removes_exactly_a_prefix,
+                import_keeps_positions_ids_and_recorded_at, import_refuses_what_does_not_follow_on,
+                cursors_are_listed;
             shared: subscription_catch_up_then_live, subscription_sparse_query_and_after_head,
                 subscription_after_the_largest_position_delivers_nothing, slow_subscriber_lags_without_loss, linearizable_under_concurrency,
                 concurrent_appends_get_distinct_positions, failing_condition_does_not_fail_concurrent_appends;

@@ -77,4 +77,4 @@ pub use store::{
 };
 pub use subscription::{PageFetch, SubscriptionSource, subscription};
 pub use tags::Tags;
-pub use validate::{IdCheck, resolve_ids, validate_append, validate_append_sized};
+pub use validate::{IdCheck, resolve_ids, validate_append, validate_append_sized, validate_import};

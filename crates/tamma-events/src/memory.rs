@@ -15,6 +15,7 @@ use crate::subscription::{SubscriptionSource, subscription};
 use crate::{
     AppendCondition, AppendResult, Error, Event, EventStore, EventStream, IdCheck, Limits, Query,
     ReadOptions, Result, SequencedEvent, StoreHealth, StoreHooks, resolve_ids, validate_append,
+    validate_import,
 };
 
 /// An event store in memory. Everything is lost when the last clone is dropped.
@@ -212,6 +213,36 @@ impl Inner {
         })
     }
 
+    async fn import(&self, events: Vec<SequencedEvent>) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        let head = {
+            let mut st = self.state.write();
+            validate_import(&events, st.head, &self.limits)?;
+            let stored: Vec<Uuid> = events
+                .iter()
+                .map(|e| e.event.id)
+                .filter(|id| st.by_id.contains_key(id))
+                .collect();
+            if !stored.is_empty() {
+                return Err(Error::DuplicateEventId { ids: stored });
+            }
+            if st.head == 0 {
+                // `events` is not empty (validated): the positions before its first count as removed.
+                st.first = events[0].position;
+            }
+            for e in events {
+                st.head = e.position;
+                st.by_id.insert(e.event.id, e.position);
+                let event = e.event.stamped(e.recorded_at);
+                st.events.push_back(SequencedEvent { event, ..e });
+            }
+            *self.last_commit.lock() = Some(Instant::now());
+            st.head
+        };
+        self.head_tx.send_replace(head);
+        Ok(head)
+    }
+
     async fn delete_before(&self, cutoff: DateTime<Utc>) -> u64 {
         let _writer = self.writer.lock().await;
         let mut st = self.state.write();
@@ -293,6 +324,22 @@ impl EventStore for MemoryStore {
             last_commit_error: None,
         };
         Box::pin(async move { Ok(health) })
+    }
+
+    fn import(&self, events: Vec<SequencedEvent>) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.inner.import(events))
+    }
+
+    fn cursors(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>>> {
+        let mut all: Vec<_> = self
+            .inner
+            .cursors
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        all.sort();
+        Box::pin(async move { Ok(all) })
     }
 
     fn load_cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {

@@ -267,6 +267,40 @@ pub trait EventStore: Send + Sync + 'static {
             ))
         })
     }
+
+    /// Every saved cursor and its position, by name. The default implementation answers
+    /// [`Error::Unavailable`](crate::Error::Unavailable).
+    fn cursors(&self) -> BoxFuture<'_, Result<Vec<(String, u64)>>> {
+        Box::pin(async {
+            Err(crate::Error::unavailable(
+                "this event store keeps no cursors",
+            ))
+        })
+    }
+
+    /// Copies events read from another store into this one as they are stored there: same positions,
+    /// ids, contents and `recorded_at` times (moving a store to another backend; `tamma events copy`).
+    /// Not an append: nothing is checked against a condition and nothing is stamped.
+    ///
+    /// `events` are at consecutive positions, the first right after this store's head, or — in a store
+    /// that never held an event (head 0) — at any position, the ones before it then counting as removed
+    /// (as retention leaves them). Atomic: all or nothing. Returns the new head. Subscribers see the
+    /// events as if appended.
+    ///
+    /// # Errors
+    /// [`Error::EmptyAppend`](crate::Error::EmptyAppend); [`Error::InvalidEvent`](crate::Error::InvalidEvent)
+    /// naming `events[i].position` when the positions do not follow on, or an event as
+    /// [`append`](Self::append) would; [`Error::DuplicateEventId`](crate::Error::DuplicateEventId) when an id
+    /// is stored already (nothing is written); backend errors. The default implementation answers
+    /// [`Error::Unavailable`](crate::Error::Unavailable).
+    fn import(&self, events: Vec<SequencedEvent>) -> BoxFuture<'_, Result<u64>> {
+        let _ = events;
+        Box::pin(async {
+            Err(crate::Error::unavailable(
+                "this event store cannot import events",
+            ))
+        })
+    }
 }
 
 impl<T: EventStore + ?Sized> EventStore for Arc<T> {

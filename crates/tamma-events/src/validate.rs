@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use chrono::Datelike;
 
 use crate::event::{MAX_TAG_LEN, MAX_TYPE_LEN, TIMESTAMP_YEARS};
-use crate::{AppendCondition, Error, Event, Limits, Result};
+use crate::{AppendCondition, Error, Event, Limits, Result, SequencedEvent};
 
 /// Checks an append before it reaches the store: at least one event; each type 1 to 256 bytes; each tag
 /// 1 to 1,024 bytes ([`MAX_TAG_LEN`](crate::MAX_TAG_LEN)); no U+0000 in a type, tag or metadata string (no
@@ -114,6 +114,58 @@ pub fn validate_append_sized(
             .validate("condition.failIfEventsMatch")?;
     }
     Ok(())
+}
+
+/// Checks an import ([`EventStore::import`](crate::EventStore::import)) into a store whose head is
+/// `head`: at least one event; each event as [`validate_append`] checks it; positions consecutive, the
+/// first right after `head` — or, when `head` is 0 (the store never held an event), any position from 1.
+/// Errors name the field (`events[2].position`).
+///
+/// ```
+/// use chrono::Utc;
+/// use tamma_events::{Event, Limits, SequencedEvent, validate_import};
+///
+/// let at = |position| SequencedEvent { position, recorded_at: Utc::now(), event: Event::new("A") };
+/// assert!(validate_import(&[at(1_001), at(1_002)], 0, &Limits::default()).is_ok());
+/// let err = validate_import(&[at(12)], 10, &Limits::default()).unwrap_err();
+/// assert_eq!(err.path(), Some("events[0].position"));
+/// ```
+///
+/// # Errors
+/// [`Error::EmptyAppend`], [`Error::InvalidEvent`], [`Error::EventTooLarge`], [`Error::DuplicateEventId`].
+pub fn validate_import(events: &[SequencedEvent], head: u64, limits: &Limits) -> Result<()> {
+    let Some(first) = events.first() else {
+        return Err(Error::EmptyAppend);
+    };
+    if first.position == 0 {
+        return Err(Error::invalid_event(
+            "events[0].position",
+            "is 0; positions start at 1",
+        ));
+    }
+    if head > 0 && first.position != head + 1 {
+        return Err(Error::invalid_event(
+            "events[0].position",
+            format!(
+                "is {}; this store's head is {head}, so the next position is {}",
+                first.position,
+                head + 1
+            ),
+        ));
+    }
+    for (i, w) in events.windows(2).enumerate() {
+        if w[1].position != w[0].position + 1 {
+            return Err(Error::invalid_event(
+                format!("events[{}].position", i + 1),
+                format!(
+                    "is {}; positions must follow on (the event before is at {})",
+                    w[1].position, w[0].position
+                ),
+            ));
+        }
+    }
+    let plain: Vec<Event> = events.iter().map(|e| e.event.clone()).collect();
+    validate_append(&plain, None, limits)
 }
 
 /// Why a tag (of an event or a query) is invalid, if it is, naming the tag (its start, when long).
