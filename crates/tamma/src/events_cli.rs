@@ -44,6 +44,10 @@ pub(crate) enum EventsCommand {
     /// Put a backup in place of the embedded store; the node must be stopped. The store it replaces is
     /// kept beside it (`events.db.replaced-<time>`), never deleted.
     Restore(RestoreArgs),
+    /// Copy every event, with its position, id and commit time, and the consumers' cursors, from one
+    /// store to another: SQLite to PostgreSQL when a node's store moves to a shared database, or back.
+    /// Resumes after what the target holds: copy while the node runs, stop it, copy again for the rest.
+    Copy(crate::copy_cli::CopyArgs),
 }
 
 /// `tamma events restore`.
@@ -202,8 +206,8 @@ pub(crate) async fn run(cmd: EventsCommand, base_url: String) -> anyhow::Result<
         EventsCommand::Get(a) => get(&node, &a).await,
         EventsCommand::Tail(a) => tail(&node, &a).await,
         EventsCommand::Export(a) => export(&node, &a).await,
-        EventsCommand::Backup(_) | EventsCommand::Restore(_) => Err(Failure::Usage(
-            "backup and restore use the store's file; they are run without a node URL".into(),
+        EventsCommand::Backup(_) | EventsCommand::Restore(_) | EventsCommand::Copy(_) => Err(Failure::Usage(
+            "backup, restore and copy open the stores themselves; they are run without a node URL".into(),
         )),
     };
     match outcome {

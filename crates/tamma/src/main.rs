@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A CLI prints.
 
+mod copy_cli;
 mod events_cli;
 
 /// mimalloc instead of the system allocator: a node allocates and frees many small objects per event
@@ -282,6 +283,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         }) => match load(&cli.global, None, env) {
             Ok(c) => Ok(events_cli::restore(&c.current(), &restore)),
+            Err(code) => Ok(code),
+        },
+        Command::Events(events_cli::EventsArgs {
+            command: events_cli::EventsCommand::Copy(copy),
+            ..
+        }) => match load(&cli.global, None, env) {
+            Ok(c) => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()?;
+                Ok(runtime.block_on(copy_cli::run(&c.current(), &copy)))
+            }
             Err(code) => Ok(code),
         },
         Command::Events(args) => {

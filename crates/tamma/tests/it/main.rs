@@ -1,6 +1,7 @@
 //! Integration tests of the `tamma` binary, run as a real child process.
 
 mod cli;
+mod copy;
 mod e2e;
 mod events;
 mod metrics;
