@@ -96,6 +96,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A consistent copy of the store file while it is open (appends could go on meanwhile).
     let report = tamma_events_sqlite::backup(&dir.join("events.db"), &dir.join("backup.db"))?;
     println!("backed up {} events (head {})", report.events, report.head);
+
+    // Moving the history to another store (here an in-memory one; `tamma events copy` does this between
+    // SQLite and PostgreSQL): the same positions, ids and commit times, page by page.
+    let moved = tamma_events::MemoryStore::new();
+    let mut from = 1;
+    loop {
+        let page: Vec<_> = store
+            .read(Query::all(), ReadOptions::forwards().from(from).limit(1000))
+            .try_collect()
+            .await?;
+        let Some(last) = page.last().map(|e| e.position) else {
+            break;
+        };
+        moved.import(page).await?;
+        from = last + 1;
+    }
+    println!("moved the events up to position {}", moved.head().await?);
     drop(store);
     std::fs::remove_dir_all(dir)?;
     Ok(())

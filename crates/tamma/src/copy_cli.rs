@@ -191,6 +191,14 @@ async fn resume_after(source: &dyn EventStore, target: &dyn EventStore) -> anyho
     }
 }
 
+/// Up to [`PAGE`] events of `source` from position `from`.
+async fn read_page(source: &dyn EventStore, from: u64) -> anyhow::Result<Vec<SequencedEvent>> {
+    Ok(source
+        .read(Query::all(), ReadOptions::forwards().from(from).limit(PAGE))
+        .try_collect()
+        .await?)
+}
+
 /// What a copy did.
 struct Copied {
     events: u64,
@@ -213,17 +221,9 @@ async fn copy(
     };
     bar.set_length(source.head().await?);
     bar.set_position(after);
-    loop {
-        let page: Vec<SequencedEvent> = source
-            .read(
-                Query::all(),
-                ReadOptions::forwards().from(copied.head + 1).limit(PAGE),
-            )
-            .try_collect()
-            .await?;
-        let Some(first) = page.first().map(|e| e.position) else {
-            break;
-        };
+    // The next page is read while this one is imported.
+    let mut page = read_page(source, after + 1).await?;
+    while let Some(first) = page.first().map(|e| e.position) {
         if copied.head > 0 && first != copied.head + 1 {
             anyhow::bail!(
                 "the source no longer holds positions {} to {} (its retention removed them), which the \
@@ -233,13 +233,15 @@ async fn copy(
             );
         }
         let n = page.len() as u64;
-        copied.head = target.import(page).await.map_err(|e| {
-            anyhow::anyhow!("importing positions {first} to {}: {e}", first + n - 1)
-        })?;
+        let last = first + n - 1;
+        let (imported, next) = futures::join!(target.import(page), read_page(source, last + 1));
+        copied.head =
+            imported.map_err(|e| anyhow::anyhow!("importing positions {first} to {last}: {e}"))?;
         copied.first.get_or_insert(first);
         copied.events += n;
         bar.set_length(bar.length().unwrap_or(0).max(copied.head));
         bar.set_position(copied.head);
+        page = next?;
     }
     // Consumers' cursors (routes, forwarders) point into these positions: they go along.
     let cursors = match source.cursors().await {
