@@ -763,8 +763,8 @@ const SPIN_MIN: Duration = Duration::from_micros(20);
 
 /// How long the writer polls before it sleeps: [`SPIN_MAX`] while requests come back within it; halved
 /// (down to [`SPIN_MIN`]) after each request that came later. So a writer whose appenders come straight
-/// back catches them without a wake-up (100-event appends: about 10% more events/s than polling a fixed
-/// 60 µs, in alternating runs), and one whose requests come seldom (an idle node, clients across a
+/// back catches them without a wake-up (100-event appends: 6% more events/s than polling a fixed 60 µs,
+/// median of alternating runs), and one whose requests come seldom (an idle node, clients across a
 /// network) spends at most `SPIN_MIN` per commit.
 struct Spin {
     budget: Duration,
