@@ -129,6 +129,7 @@ pub fn validate_append_sized(
 /// assert!(validate_import(&[at(1_001), at(1_002)], 0, &Limits::default()).is_ok());
 /// let err = validate_import(&[at(12)], 10, &Limits::default()).unwrap_err();
 /// assert_eq!(err.path(), Some("events[0].position"));
+/// assert!(validate_import(&[at(u64::MAX)], 0, &Limits::default()).is_err());
 /// ```
 ///
 /// # Errors
@@ -141,6 +142,18 @@ pub fn validate_import(events: &[SequencedEvent], head: u64, limits: &Limits) ->
         return Err(Error::invalid_event(
             "events[0].position",
             "is 0; positions start at 1",
+        ));
+    }
+    // Every backend stores positions as signed 64-bit integers.
+    let top = u64::try_from(i64::MAX).unwrap_or(u64::MAX);
+    if first.position - 1 > top - events.len() as u64 {
+        return Err(Error::invalid_event(
+            "events[0].position",
+            format!(
+                "is {}; with {} events from there positions would pass {top}, the highest a store keeps",
+                first.position,
+                events.len()
+            ),
         ));
     }
     if head > 0 && first.position != head + 1 {
