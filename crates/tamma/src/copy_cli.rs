@@ -286,18 +286,7 @@ pub(crate) async fn run(config: &TammaConfig, args: &CopyArgs) -> ExitCode {
         let target = open(config, &to, false)
             .await
             .map_err(|e| anyhow::anyhow!("opening the target {}: {e}", to.label()))?;
-        let bar = if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} positions  {per_sec}  eta {eta}",
-                )
-                .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?,
-            );
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = crate::events_cli::positions_bar(std::io::stderr().is_terminal(), 0)?;
         let copied = copy(&*source, &*target, &bar).await;
         bar.finish_and_clear();
         copied

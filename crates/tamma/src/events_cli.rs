@@ -786,18 +786,7 @@ async fn export(node: &Node, a: &ExportArgs) -> Outcome {
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let show_bar = std::io::stderr().is_terminal() && (a.out.is_some() || !stdout_is_tty());
-    let bar = if show_bar {
-        let bar = indicatif::ProgressBar::new(head);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} positions  {per_sec}  eta {eta}",
-            )
-            .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?,
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = positions_bar(show_bar, head)?;
     let mut csv_writer = None;
     let mut plain = None;
     match a.format {
@@ -914,6 +903,21 @@ impl Drop for PartialFile {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// A progress bar over positions up to `len` on stderr when `show`, else a hidden one.
+pub(crate) fn positions_bar(show: bool, len: u64) -> anyhow::Result<indicatif::ProgressBar> {
+    if !show {
+        return Ok(indicatif::ProgressBar::hidden());
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} positions  {per_sec}  eta {eta}",
+        )
+        .map_err(|e| anyhow::anyhow!("progress bar template: {e}"))?,
+    );
+    Ok(bar)
 }
 
 /// The embedded store's file, or (printed) why `what` does not apply to the configured store.
