@@ -250,7 +250,19 @@ async fn copy(
         Err(e) => return Err(e.into()),
     };
     for (name, position) in &cursors {
-        target.save_cursor(name, *position).await?;
+        // A cursor past what was copied (the source took appends meanwhile) would make its consumer
+        // skip the events the target stores at those positions next: it is kept at the copied head.
+        let position = if *position > copied.head {
+            eprintln!(
+                "warning: cursor {name} is at {position}, past the last copied position {}: saved as {}; \
+                 the source took appends during the copy — stop its node and copy again",
+                copied.head, copied.head
+            );
+            copied.head
+        } else {
+            *position
+        };
+        target.save_cursor(name, position).await?;
     }
     copied.cursors = cursors.len();
     Ok(copied)

@@ -259,3 +259,43 @@ fn copy_refuses_the_same_store_a_missing_source_and_no_other_store() {
         "a missing source is not created"
     );
 }
+
+#[test]
+fn a_cursor_past_the_copied_events_is_saved_at_the_copied_head_with_a_warning() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let source =
+            SqliteStore::open(dir.path().join("data/events.db"), SqliteOptions::default()).unwrap();
+        let events = (0..3).map(|_| Event::new("TASK.STARTED")).collect();
+        source.append(events, None).await.unwrap();
+        // As if the node appended more, and a route delivered it, after the copy read its last page.
+        source.save_cursor("route:ahead", 10).await.unwrap();
+        source.save_cursor("route:behind", 2).await.unwrap();
+    });
+    let (code, stdout, stderr) = copy(dir.path(), &["--to", "moved.db"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(
+            "copied 3 events (positions 1 to 3) and 2 cursors from data/events.db to moved.db in "
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stderr.starts_with(
+            "warning: cursor route:ahead is at 10, past the last copied position 3: saved as 3;"
+        ),
+        "{stderr}"
+    );
+    rt.block_on(async {
+        let moved =
+            SqliteStore::open(dir.path().join("moved.db"), SqliteOptions::default()).unwrap();
+        assert_eq!(
+            moved.cursors().await.unwrap(),
+            vec![
+                ("route:ahead".to_owned(), 3),
+                ("route:behind".to_owned(), 2)
+            ]
+        );
+    });
+}
