@@ -83,9 +83,7 @@ impl Location {
     fn same_as(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Sqlite(a), Self::Sqlite(b)) => {
-                a == b
-                    || (a.canonicalize().ok().is_some()
-                        && a.canonicalize().ok() == b.canonicalize().ok())
+                a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
             }
             (Self::Postgres(a), Self::Postgres(b)) => a == b,
             _ => false,
