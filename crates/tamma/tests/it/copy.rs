@@ -258,6 +258,11 @@ fn copy_refuses_the_same_store_a_missing_source_and_no_other_store() {
         !dir.path().join("nowhere.db").exists(),
         "a missing source is not created"
     );
+    // Another spelling of the same file is the same store.
+    drop(SqliteStore::open(dir.path().join("data/events.db"), SqliteOptions::default()).unwrap());
+    let (code, _, stderr) = copy(dir.path(), &["--from", "./data/../data/events.db"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("are the same store"), "{stderr}");
 }
 
 #[test]
