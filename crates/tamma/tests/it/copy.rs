@@ -304,3 +304,80 @@ fn a_cursor_past_the_copied_events_is_saved_at_the_copied_head_with_a_warning() 
         );
     });
 }
+
+/// The rows a PostgreSQL database's store holds, by `psql` (0 before the store's tables exist).
+fn pg_count(db: &Db) -> u64 {
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &db.0, "-Atc"])
+        .arg("SELECT CASE WHEN to_regclass('tamma_events') IS NULL THEN 0 ELSE (SELECT count(*) FROM tamma_events) END")
+        .output()
+        .expect("psql runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_copy_killed_midway_leaves_whole_pages_and_the_next_run_finishes_it() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::create();
+    let source =
+        SqliteStore::open(dir.path().join("data/events.db"), SqliteOptions::default()).unwrap();
+    rt.block_on(async {
+        for chunk in 0..60 {
+            let events = (0..1000)
+                .map(|i| Event::new("TASK.STARTED").tag(format!("task:{chunk}-{i}")))
+                .collect();
+            source.append(events, None).await.unwrap();
+        }
+    });
+    let url = db.url();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args(["--data-dir", "data", "events", "copy", "--to", &url])
+        .current_dir(dir.path())
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tamma starts");
+    // Killed (SIGKILL) once it has imported something and before it is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let at_kill = loop {
+        let n = pg_count(&db);
+        if n > 0 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = pg_count(&db);
+    assert!(at_kill > 0, "the copy imported nothing within 60 s");
+    assert!(
+        left < 60_000,
+        "killed too late to test anything: {left} copied"
+    );
+    assert_eq!(left % 1000, 0, "only whole pages: {left}");
+
+    let (code, stdout, stderr) = copy(dir.path(), &["--to", &url]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "copied {} events (positions {} to 60000)",
+            60_000 - left,
+            left + 1
+        )),
+        "{stdout}"
+    );
+    rt.block_on(async {
+        let target = PostgresStore::connect(
+            &PostgresConfig::with_url(url.clone()),
+            tamma_events::Limits::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(all(&target).await, all(&source).await);
+    });
+}
