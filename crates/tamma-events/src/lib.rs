@@ -7,8 +7,10 @@
 //! suite of `tamma-events-testkit`. This crate is light: no database, no HTTP.
 //!
 //! Depend on it to produce or consume events through any backend (`Arc<dyn EventStore>`), or to write a
-//! backend. A backend reuses [`validate_append`], [`resolve_ids`] and [`subscription`] so that every
-//! backend checks input, idempotency and subscription cursors the same way.
+//! backend. A backend reuses [`validate_append`], [`validate_import`], [`resolve_ids`] and [`subscription`]
+//! so that every backend checks input, idempotency, imports and subscription cursors the same way.
+//! [`EventStore::import`] takes another store's events at their own positions and commit times (moving a
+//! store to another backend).
 //!
 //! | item | what |
 //! |---|---|
