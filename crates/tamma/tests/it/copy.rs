@@ -381,3 +381,39 @@ fn a_copy_killed_midway_leaves_whole_pages_and_the_next_run_finishes_it() {
         assert_eq!(all(&target).await, all(&source).await);
     });
 }
+
+#[test]
+fn copy_into_the_configured_postgres_store_takes_its_url_from_a_secret_file() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::create();
+    rt.block_on(async {
+        let source =
+            SqliteStore::open(dir.path().join("old.db"), SqliteOptions::default()).unwrap();
+        let events = (0..3).map(|_| Event::new("TASK.STARTED")).collect();
+        source.append(events, None).await.unwrap();
+    });
+    let secret = dir.path().join("db-url");
+    std::fs::write(&secret, db.url()).unwrap();
+    let out = crate::tamma(
+        dir.path(),
+        &[
+            "--set",
+            r#"events.storage={"type":"postgres","config":{}}"#,
+            "events",
+            "copy",
+            "--from",
+            "old.db",
+        ],
+        &[("TAMMA_DATABASE__URL_FILE", secret.to_str().unwrap())],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "copied 3 events (positions 1 to 3) and 0 cursors from old.db to {} in ",
+            db.url()
+        )),
+        "{stdout}"
+    );
+}
