@@ -836,7 +836,8 @@ impl Writer {
         // (`SqliteOptions::group_wait`) instead of splitting them into two halves that take turns.
         let mut active = 0usize;
         let mut wait = GroupWait::new(group_wait);
-        // A request that ended a group (a deletion or a cursor), handled after that group's commit.
+        // A request that ended a group (a deletion, a cursor or an import), handled after that group's
+        // commit.
         let mut carried = None;
         let mut spin = Spin::new();
         loop {
