@@ -1,6 +1,6 @@
 //! The group-commit writer: one task, one connection, one transaction per batch of queued appends.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
 use crate::error::{PgErrorClass, classify, describe, to_store_error};
-use crate::schema::{APPEND_SQL, FoundRow, to_i64, to_u64};
+use crate::schema::{APPEND_GROUP_SQL, APPEND_SQL, FoundRow, to_i64, to_u64};
 use crate::store::{Shared, connect_client};
 use crate::tls::Target;
 
@@ -107,10 +107,13 @@ pub(crate) fn tags_literal(tags: &tamma_events::Tags) -> String {
     out
 }
 
-/// The writer's connection and its prepared append statement.
+/// The writer's connection and its prepared append statements.
 struct Conn {
     client: Client,
+    /// `tamma_append`: one append, or a group whose conflicts [`group_conflicts`] gave up on.
     append: Statement,
+    /// `tamma_append_group`: a group of appends, inserted by one statement.
+    group: Statement,
 }
 
 /// Runs until every sender is dropped (the store closed): takes the first queued append, then every
@@ -250,7 +253,15 @@ pub(crate) async fn run(
 async fn open(pg: &Target) -> Result<Conn> {
     let client = connect_client(pg).await?;
     let append = client.prepare(APPEND_SQL).await.map_err(to_store_error)?;
-    Ok(Conn { client, append })
+    let group = client
+        .prepare(APPEND_GROUP_SQL)
+        .await
+        .map_err(to_store_error)?;
+    Ok(Conn {
+        client,
+        append,
+        group,
+    })
 }
 
 /// Runs `(key, first, last)` of one append's tags or types, numbered from 1 (its first event).
@@ -397,7 +408,7 @@ async fn call(
         }
     }
     let skip_head = skip_head.map(to_i64);
-    let params: [&(dyn ToSql + Sync); 20] = [
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
         &counts,
         &after,
         &items,
@@ -419,11 +430,25 @@ async fn call(
         &skip_head,
         &skip,
     ];
+    // A group is inserted by one statement when the writer can say where its conditions meet its own
+    // appends; otherwise (and for a single append) `tamma_append` takes the appends one by one.
+    let group = if batch.len() > 1 {
+        group_conflicts(batch).map(|conflicts| GroupArgs::new(batch, runs, &conflicts))
+    } else {
+        None
+    };
+    let statement = match &group {
+        Some(g) => {
+            params.extend(g.params());
+            &c.group
+        }
+        None => &c.append,
+    };
     let delay = batch.iter().filter_map(|r| r.delay).max();
     let rows = if let Some(delay) = delay {
         // Test hook: hold the commit (and with it the append lock) after positions are assigned.
         c.client.batch_execute("BEGIN").await?;
-        let rows = match c.client.query(&c.append, &params).await {
+        let rows = match c.client.query(statement, &params).await {
             Ok(rows) => rows,
             Err(e) => {
                 // The transaction is aborted; end it so the connection can be used again.
@@ -436,7 +461,7 @@ async fn call(
         rows
     } else {
         // One statement, one implicit transaction, one round trip: the lock is released after COMMIT.
-        c.client.query(&c.append, &params).await?
+        c.client.query(statement, &params).await?
     };
     rows.iter()
         .map(|r| {
@@ -449,6 +474,158 @@ async fn call(
             ))
         })
         .collect()
+}
+
+/// Most steps [`group_conflicts`] takes before it leaves a group to `tamma_append` (whose server-side
+/// checks cost the same whatever the group holds): enough for 1,000 appends conditioned on tags of
+/// their own, far less than a group whose every append matches every event before it would need.
+const GROUP_CONFLICT_STEPS: usize = 200_000;
+
+/// Where each append's condition meets the appends before it in `batch`: per append, the earlier
+/// appends (by index) holding an event its query matches, each with the place (from 1) of the first such
+/// event. Whether those earlier appends are written is decided under the lock, so all of them are
+/// listed. `None` past [`GROUP_CONFLICT_STEPS`].
+fn group_conflicts(batch: &[Request]) -> Option<Vec<Vec<(usize, usize)>>> {
+    let conditions = || {
+        batch
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter_map(|(k, r)| r.condition.as_ref().map(|c| (k, c)))
+    };
+    // The group's events under each tag and type a later condition names, in the group's order.
+    let mut wanted_tags: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    let mut wanted_types: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (_, c) in conditions() {
+        for item in &c.fail_if_events_match.items {
+            for tag in item.tags.iter() {
+                wanted_tags.entry(tag).or_default();
+            }
+            for ty in &item.types {
+                wanted_types.entry(ty.as_str()).or_default();
+            }
+        }
+    }
+    let mut steps = 0usize;
+    if !wanted_tags.is_empty() || !wanted_types.is_empty() {
+        for (j, r) in batch.iter().enumerate() {
+            for (p, e) in r.events.iter().enumerate() {
+                for tag in e.tags.iter() {
+                    if let Some(at) = wanted_tags.get_mut(tag) {
+                        at.push((j, p + 1));
+                    }
+                }
+                if let Some(at) = wanted_types.get_mut(e.event_type.as_str()) {
+                    at.push((j, p + 1));
+                }
+            }
+            steps += r.events.len();
+        }
+    }
+    let mut out = vec![Vec::new(); batch.len()];
+    for (k, c) in conditions() {
+        let mut first: BTreeMap<usize, usize> = BTreeMap::new();
+        let items = &c.fail_if_events_match.items;
+        if items.is_empty() {
+            // The empty query matches every event: the first of each earlier append.
+            first.extend((0..k).map(|j| (j, 1)));
+            steps += k;
+        }
+        for item in items {
+            let lists: Vec<&[(usize, usize)]> = if item.tags.is_empty() {
+                item.types
+                    .iter()
+                    .map(|t| wanted_types.get(t.as_str()).map_or(&[][..], Vec::as_slice))
+                    .collect()
+            } else {
+                // An event must hold every tag of the item: the shortest list has them all.
+                let shortest = item
+                    .tags
+                    .iter()
+                    .map(|t| wanted_tags.get(t).map_or(&[][..], Vec::as_slice))
+                    .min_by_key(|l| l.len())
+                    .unwrap_or(&[]);
+                vec![shortest]
+            };
+            for list in lists {
+                for &(j, p) in list.iter().take_while(|(j, _)| *j < k) {
+                    steps += 1;
+                    if steps > GROUP_CONFLICT_STEPS {
+                        return None;
+                    }
+                    if first.get(&j).is_some_and(|&q| q <= p) {
+                        continue;
+                    }
+                    if item.matches(&batch[j].events[p - 1]) {
+                        first.insert(j, p);
+                    }
+                }
+            }
+        }
+        out[k] = first.into_iter().collect();
+    }
+    Some(out)
+}
+
+/// `tamma_append_group`'s arguments after `tamma_append`'s: per event its append (from 1) and place
+/// (from 1), per run its append, per append the earlier appends its condition meets.
+struct GroupArgs {
+    ev_app: Vec<i32>,
+    ev_place: Vec<i32>,
+    run_app: Vec<i32>,
+    dep_counts: Vec<i32>,
+    dep_apps: Vec<i32>,
+    dep_places: Vec<i32>,
+}
+
+impl GroupArgs {
+    fn new(
+        batch: &[Request],
+        runs: &[(Runs<'_>, Runs<'_>)],
+        conflicts: &[Vec<(usize, usize)>],
+    ) -> Self {
+        // A group holds at most MAX_BATCH_APPENDS appends and MAX_BATCH_EVENTS events plus one
+        // append's: every number here fits an i32 (saturated all the same, never wrapped).
+        let int = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
+        let n: usize = batch.iter().map(|r| r.events.len()).sum();
+        let mut args = Self {
+            ev_app: Vec::with_capacity(n),
+            ev_place: Vec::with_capacity(n),
+            run_app: Vec::new(),
+            dep_counts: Vec::with_capacity(batch.len()),
+            dep_apps: Vec::new(),
+            dep_places: Vec::new(),
+        };
+        for (a, ((r, (tag_runs, type_runs)), deps)) in
+            batch.iter().zip(runs).zip(conflicts).enumerate()
+        {
+            for p in 1..=r.events.len() {
+                args.ev_app.push(int(a + 1));
+                args.ev_place.push(int(p));
+            }
+            args.run_app.extend(std::iter::repeat_n(
+                int(a + 1),
+                tag_runs.len() + type_runs.len(),
+            ));
+            args.dep_counts.push(int(deps.len()));
+            for &(j, p) in deps {
+                args.dep_apps.push(int(j + 1));
+                args.dep_places.push(int(p));
+            }
+        }
+        args
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.ev_app,
+            &self.ev_place,
+            &self.run_app,
+            &self.dep_counts,
+            &self.dep_apps,
+            &self.dep_places,
+        ]
+    }
 }
 
 fn record(shared: &Shared, batch: &[Request], started: Instant) {

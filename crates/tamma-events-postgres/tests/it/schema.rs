@@ -39,6 +39,7 @@ async fn migrations_are_versioned_idempotent_and_safe_concurrently() {
             (4, "append_tags_literal".to_owned()),
             (5, "runs".to_owned()),
             (6, "append_plain_insert".to_owned()),
+            (7, "append_group".to_owned()),
         ]
     );
 }
@@ -100,7 +101,7 @@ async fn a_version_2_database_is_upgraded_in_place() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     // The tag rows and the types of version 2 became runs, and queries read them.
     let runs = |table: &'static str| {
         let c = &c;
@@ -222,7 +223,7 @@ async fn newer_schema_is_refused() {
             e,
             OpenError::SchemaTooNew {
                 found: 99,
-                supported: 6
+                supported: 7
             }
         ),
         "{e}"
@@ -640,7 +641,8 @@ async fn conditions_see_the_appends_of_another_store_on_the_same_database() {
 }
 
 /// One group of forty 8-event appends behind a slow commit: the first 32 insert inside blocks that
-/// catch a stored id, the rest with `ON CONFLICT` (schema version 6). Retries in either part, and a
+/// catch a stored id, the rest with `ON CONFLICT` (schema version 6; `tamma_append_group` hands a group
+/// holding a stored id to `tamma_append`, version 7). Retries in either part, and a
 /// retry of an append of the same group, are answered with the original positions; every other append
 /// is stored, the positions gapless.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,5 +724,155 @@ async fn large_appends_of_one_group_find_their_retries_in_both_insert_paths() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
+}
+
+/// Appends that meet in one group (queued behind a slow commit) are decided exactly as if appended one
+/// after another, which the memory store does: a condition fails on an earlier append of the group that
+/// is written, not on one that was refused, at the position of the first matching event, and stored
+/// events count as before. The group is inserted by one statement (`tamma_append_group`, schema version
+/// 7); in the second round one condition's `after` lies above the head, which hands the whole group to
+/// `tamma_append` — with the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_within_one_group_see_the_appends_before_them() {
+    use std::sync::Arc;
+    use tamma_events::{MemoryStore, StoreHooks};
+    type Append = (Vec<Event>, Option<AppendCondition>);
+    fn outcome(r: tamma_events::Result<tamma_events::AppendResult>) -> Result<Vec<u64>, u64> {
+        match r {
+            Ok(r) => Ok(r.positions),
+            Err(Error::AppendConditionFailed { position }) => Err(position),
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    let one = |ty: &str, tag: &str| vec![Event::new(ty).tag(tag)];
+    let tag_after = |tag: &str, after: u64| {
+        Some(AppendCondition::new(Query::item(QueryItem::tags([tag]))).after(after))
+    };
+    for above_head in [false, true] {
+        let db = TestDb::create().await;
+        let store = Arc::new(
+            PostgresStore::connect_with_hooks(
+                &db.config(),
+                Limits::default(),
+                StoreHooks::delay_commits_where(Duration::from_millis(500), |events| {
+                    events.iter().any(|e| e.event_type == "SLOW")
+                }),
+            )
+            .await
+            .unwrap(),
+        );
+        let oracle = MemoryStore::new();
+        // Position 1, stored before; position 2, the slow commit the group queues behind.
+        for events in [one("S", "k:9"), vec![Event::new("SLOW")]] {
+            oracle.append(events.clone(), None).await.unwrap();
+            if events[0].event_type == "S" {
+                store.append(events, None).await.unwrap();
+            } else {
+                let store = store.clone();
+                tokio::spawn(async move { store.append(events, None).await.unwrap() });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let group: Vec<Append> = vec![
+            (one("A", "k:1"), None),
+            (one("B", "k:2"), tag_after("k:1", 2)),
+            (one("C", "k:3"), tag_after("k:2", 2)),
+            (
+                vec![Event::new("D").tag("k:4"), Event::new("D").tag("k:3")],
+                Some(AppendCondition::new(Query::item(QueryItem::types(["C"]))).after(2)),
+            ),
+            (
+                one("E", "k:7"),
+                Some(AppendCondition::new(Query::all()).after(2)),
+            ),
+            (
+                vec![Event::new("Z").tag("k:5"), Event::new("Z").tag("k:6")],
+                tag_after("k:6", 2),
+            ),
+            (
+                one("Y", "k:8"),
+                Some(
+                    AppendCondition::new(Query::item(QueryItem::types(["Z"]).with_tag("k:6")))
+                        .after(2),
+                ),
+            ),
+            (one("X", "k:10"), tag_after("k:9", 0)),
+            (one("X", "k:11"), tag_after("k:9", 1)),
+            (
+                one("W", "k:12"),
+                Some(
+                    AppendCondition::new(Query::from_items([
+                        QueryItem::tags(["k:1"]),
+                        QueryItem::tags(["k:6"]),
+                    ]))
+                    .after(2),
+                ),
+            ),
+            (one("V", "k:1"), tag_after("k:12", 2)),
+            (
+                vec![Event::new("U")],
+                tag_after("k:1", if above_head { 3 } else { 2 }),
+            ),
+        ];
+        let mut handles = Vec::new();
+        for (events, condition) in group.clone() {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                store.append(events, condition).await
+            }));
+            // Queued in this order behind the slow commit.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut got = Vec::new();
+        for ((events, condition), h) in group.into_iter().zip(handles) {
+            let want = outcome(oracle.append(events, condition).await);
+            got.push(outcome(h.await.unwrap()));
+            assert_eq!(
+                got.last(),
+                Some(&want),
+                "append {} (above_head {above_head})",
+                got.len() - 1
+            );
+        }
+        assert_eq!(got[1], Err(3), "refused by the first append of the group");
+        assert_eq!(
+            got[2],
+            Ok(vec![4]),
+            "append 1 was refused, so it does not count"
+        );
+        assert_eq!(got[6], Err(6), "the second event of append 5");
+        assert_eq!(got[7], Err(1), "a stored event");
+        assert_eq!(got[11], Err(if above_head { 8 } else { 3 }));
+        let read = |events: Vec<tamma_events::SequencedEvent>| {
+            events
+                .into_iter()
+                .map(|e| (e.position, e.event.id))
+                .collect::<Vec<_>>()
+        };
+        let stored: Vec<_> = store
+            .read(Query::all(), ReadOptions::forwards())
+            .try_collect()
+            .await
+            .unwrap();
+        let expected: Vec<_> = oracle
+            .read(Query::all(), ReadOptions::forwards())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(read(stored), read(expected));
+        // Tag queries read the group's runs.
+        let k1: Vec<_> = store
+            .read(
+                Query::item(QueryItem::tags(["k:1"])),
+                ReadOptions::forwards(),
+            )
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            k1.iter().map(|e| e.position).collect::<Vec<_>>(),
+            vec![3, 8]
+        );
+    }
 }
