@@ -727,6 +727,86 @@ async fn large_appends_of_one_group_find_their_retries_in_both_insert_paths() {
     assert_eq!(version, 7);
 }
 
+type Append = (Vec<Event>, Option<AppendCondition>);
+
+/// An append's outcome as compared here: its positions, or the position its condition failed on.
+fn outcome(r: tamma_events::Result<tamma_events::AppendResult>) -> Result<Vec<u64>, u64> {
+    match r {
+        Ok(r) => Ok(r.positions),
+        Err(Error::AppendConditionFailed { position }) => Err(position),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// Appends `stored` one by one to a new database, then `group` as one group (queued, in order, behind a
+/// slow commit at the position after `stored`), and the same to the memory store one after another:
+/// asserts every outcome and every stored event agree, and returns the group's outcomes.
+async fn group_against_oracle(
+    stored: Vec<Vec<Event>>,
+    group: Vec<Append>,
+) -> Vec<Result<Vec<u64>, u64>> {
+    use std::sync::Arc;
+    use tamma_events::{MemoryStore, StoreHooks};
+    let db = TestDb::create().await;
+    let store = Arc::new(
+        PostgresStore::connect_with_hooks(
+            &db.config(),
+            Limits::default(),
+            StoreHooks::delay_commits_where(Duration::from_millis(500), |events| {
+                events.iter().any(|e| e.event_type == "SLOW")
+            }),
+        )
+        .await
+        .unwrap(),
+    );
+    let oracle = MemoryStore::new();
+    for events in stored {
+        oracle.append(events.clone(), None).await.unwrap();
+        store.append(events, None).await.unwrap();
+    }
+    let slow = vec![Event::new("SLOW")];
+    oracle.append(slow.clone(), None).await.unwrap();
+    let slow = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(slow, None).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut handles = Vec::new();
+    for (events, condition) in group.clone() {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store.append(events, condition).await
+        }));
+        // Queued in this order behind the slow commit.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    slow.await.unwrap();
+    let mut got = Vec::new();
+    for ((events, condition), h) in group.into_iter().zip(handles) {
+        let want = outcome(oracle.append(events, condition).await);
+        got.push(outcome(h.await.unwrap()));
+        assert_eq!(got.last(), Some(&want), "append {}", got.len() - 1);
+    }
+    let read = |events: Vec<tamma_events::SequencedEvent>| {
+        events
+            .into_iter()
+            .map(|e| (e.position, e.event.id))
+            .collect::<Vec<_>>()
+    };
+    let all: Vec<_> = store
+        .read(Query::all(), ReadOptions::forwards())
+        .try_collect()
+        .await
+        .unwrap();
+    let expected: Vec<_> = oracle
+        .read(Query::all(), ReadOptions::forwards())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(read(all), read(expected));
+    got
+}
+
 /// Appends that meet in one group (queued behind a slow commit) are decided exactly as if appended one
 /// after another, which the memory store does: a condition fails on an earlier append of the group that
 /// is written, not on one that was refused, at the position of the first matching event, and stored
@@ -735,45 +815,12 @@ async fn large_appends_of_one_group_find_their_retries_in_both_insert_paths() {
 /// `tamma_append` — with the same answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditions_within_one_group_see_the_appends_before_them() {
-    use std::sync::Arc;
-    use tamma_events::{MemoryStore, StoreHooks};
-    type Append = (Vec<Event>, Option<AppendCondition>);
-    fn outcome(r: tamma_events::Result<tamma_events::AppendResult>) -> Result<Vec<u64>, u64> {
-        match r {
-            Ok(r) => Ok(r.positions),
-            Err(Error::AppendConditionFailed { position }) => Err(position),
-            Err(e) => panic!("unexpected error: {e}"),
-        }
-    }
     let one = |ty: &str, tag: &str| vec![Event::new(ty).tag(tag)];
     let tag_after = |tag: &str, after: u64| {
         Some(AppendCondition::new(Query::item(QueryItem::tags([tag]))).after(after))
     };
     for above_head in [false, true] {
-        let db = TestDb::create().await;
-        let store = Arc::new(
-            PostgresStore::connect_with_hooks(
-                &db.config(),
-                Limits::default(),
-                StoreHooks::delay_commits_where(Duration::from_millis(500), |events| {
-                    events.iter().any(|e| e.event_type == "SLOW")
-                }),
-            )
-            .await
-            .unwrap(),
-        );
-        let oracle = MemoryStore::new();
-        // Position 1, stored before; position 2, the slow commit the group queues behind.
-        for events in [one("S", "k:9"), vec![Event::new("SLOW")]] {
-            oracle.append(events.clone(), None).await.unwrap();
-            if events[0].event_type == "S" {
-                store.append(events, None).await.unwrap();
-            } else {
-                let store = store.clone();
-                tokio::spawn(async move { store.append(events, None).await.unwrap() });
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Position 1 is stored before; 2 is the slow commit.
         let group: Vec<Append> = vec![
             (one("A", "k:1"), None),
             (one("B", "k:2"), tag_after("k:1", 2)),
@@ -815,26 +862,7 @@ async fn conditions_within_one_group_see_the_appends_before_them() {
                 tag_after("k:1", if above_head { 3 } else { 2 }),
             ),
         ];
-        let mut handles = Vec::new();
-        for (events, condition) in group.clone() {
-            let store = store.clone();
-            handles.push(tokio::spawn(async move {
-                store.append(events, condition).await
-            }));
-            // Queued in this order behind the slow commit.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let mut got = Vec::new();
-        for ((events, condition), h) in group.into_iter().zip(handles) {
-            let want = outcome(oracle.append(events, condition).await);
-            got.push(outcome(h.await.unwrap()));
-            assert_eq!(
-                got.last(),
-                Some(&want),
-                "append {} (above_head {above_head})",
-                got.len() - 1
-            );
-        }
+        let got = group_against_oracle(vec![one("S", "k:9")], group).await;
         assert_eq!(got[1], Err(3), "refused by the first append of the group");
         assert_eq!(
             got[2],
@@ -844,35 +872,86 @@ async fn conditions_within_one_group_see_the_appends_before_them() {
         assert_eq!(got[6], Err(6), "the second event of append 5");
         assert_eq!(got[7], Err(1), "a stored event");
         assert_eq!(got[11], Err(if above_head { 8 } else { 3 }));
-        let read = |events: Vec<tamma_events::SequencedEvent>| {
-            events
-                .into_iter()
-                .map(|e| (e.position, e.event.id))
-                .collect::<Vec<_>>()
-        };
-        let stored: Vec<_> = store
-            .read(Query::all(), ReadOptions::forwards())
-            .try_collect()
-            .await
-            .unwrap();
-        let expected: Vec<_> = oracle
-            .read(Query::all(), ReadOptions::forwards())
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(read(stored), read(expected));
-        // Tag queries read the group's runs.
-        let k1: Vec<_> = store
-            .read(
-                Query::item(QueryItem::tags(["k:1"])),
-                ReadOptions::forwards(),
-            )
-            .try_collect()
-            .await
-            .unwrap();
-        assert_eq!(
-            k1.iter().map(|e| e.position).collect::<Vec<_>>(),
-            vec![3, 8]
-        );
     }
+}
+
+/// A group's conditions are probed against the stored events together (schema version 7): an item
+/// one of whose tags or types has nothing after `after` cannot match, one whose keys all start at the
+/// same position matches there, and the rest need the leapfrog join — each answer as the memory store
+/// gives it, one append after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_conditions_find_the_first_stored_match() {
+    let ev = |ty: &str, tags: &[&str]| {
+        let mut e = Event::new(ty);
+        for t in tags {
+            e = e.tag(*t);
+        }
+        vec![e]
+    };
+    // 1: P a, 2: Q a b, 3: P b, 4: P a b, 5: R c; 6 is the slow commit.
+    let stored = vec![
+        ev("P", &["a"]),
+        ev("Q", &["a", "b"]),
+        ev("P", &["b"]),
+        ev("P", &["a", "b"]),
+        ev("R", &["c"]),
+    ];
+    let cond =
+        |item: QueryItem, after: u64| Some(AppendCondition::new(Query::item(item)).after(after));
+    let group: Vec<Append> = vec![
+        // Tags a and b start at 1 and 2: the leapfrog finds 2.
+        (ev("N", &["n:1"]), cond(QueryItem::tags(["a", "b"]), 0)),
+        // b from 2, P from 1: P with b first at 3.
+        (
+            ev("N", &["n:2"]),
+            cond(QueryItem::types(["P"]).with_tag("b"), 0),
+        ),
+        // Q has nothing after 2: no match although a has.
+        (
+            ev("N", &["n:3"]),
+            cond(QueryItem::types(["Q"]).with_tag("a"), 2),
+        ),
+        // P or Q after 1: one stream, starting at 2.
+        (ev("N", &["n:4"]), cond(QueryItem::types(["P", "Q"]), 1)),
+        // P with a and b: 4.
+        (
+            ev("N", &["n:5"]),
+            cond(QueryItem::types(["P"]).with_tag("a").with_tag("b"), 0),
+        ),
+        // c and R start together at 5.
+        (
+            ev("N", &["n:6"]),
+            cond(QueryItem::types(["R"]).with_tag("c"), 3),
+        ),
+        // A tag nobody wrote.
+        (ev("N", &["n:7"]), cond(QueryItem::tags(["zzz"]), 0)),
+        // a and b after 4: nothing.
+        (ev("N", &["n:8"]), cond(QueryItem::tags(["a", "b"]), 4)),
+        // Two items: the earlier match wins.
+        (
+            ev("N", &["n:9"]),
+            Some(
+                AppendCondition::new(Query::from_items([
+                    QueryItem::types(["R"]),
+                    QueryItem::tags(["b"]).with_type("P"),
+                ]))
+                .after(0),
+            ),
+        ),
+    ];
+    let got = group_against_oracle(stored, group).await;
+    assert_eq!(
+        got,
+        vec![
+            Err(2),
+            Err(3),
+            Ok(vec![7]),
+            Err(2),
+            Err(4),
+            Err(5),
+            Ok(vec![8]),
+            Ok(vec![9]),
+            Err(3),
+        ]
+    );
 }
