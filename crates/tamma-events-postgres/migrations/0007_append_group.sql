@@ -9,14 +9,6 @@
 -- the group's earlier appends that pass from those arguments — and then inserts the events and runs
 -- of every append that passed in one statement.
 --
--- The conditions of a group are probed together first, by one statement: for each item (of each
--- append whose condition the writer could not rule out), the first position after `after` of each of
--- its tags and of its types (the first run of each key ending there or later, as tamma_item_first probes
--- them). An item one of whose tags or types has none cannot match; one whose tags and types all start at
--- the same position matches there, first; only the rest go through tamma_item_first's leapfrog join.
--- Most conditions have no match and a key with nothing after `after` (the entity's own tag, when
--- nobody wrote it since the appender read it), so they cost no statement of their own.
---
 -- It hands the whole group to tamma_append (nothing of its own written) when that cannot be done:
 -- an append repeats a stored id (a retry: its rows are undone with the block that caught the unique
 -- violation), or a condition whose `after` lies above the head meets an earlier append of the group.
@@ -24,9 +16,7 @@
 -- Arguments 1–20 are tamma_append's. Then, per event: the append it belongs to (from 1) and its place
 -- in that append (from 1); per run: its append; per append: how many (append, place) pairs follow in
 -- p_dep_apps / p_dep_places: the earlier appends of the group holding an event the append's condition
--- matches, in order, each with the place of the first such event; per key of an item to probe
--- first: the item (numbered from 1 across the group, as p_item_ntypes numbers them), the key, whether
--- it is a type, and its append's `after`.
+-- matches, in order, each with the place of the first such event.
 
 CREATE FUNCTION tamma_append_group(
     p_counts       int[],
@@ -54,11 +44,7 @@ CREATE FUNCTION tamma_append_group(
     p_run_app      int[],
     p_dep_counts   int[],
     p_dep_apps     int[],
-    p_dep_places   int[],
-    p_st_item      int[],
-    p_st_key       text[],
-    p_st_type      boolean[],
-    p_st_after     bigint[]
+    p_dep_places   int[]
 ) RETURNS TABLE (o_status smallint, o_first bigint, o_conflict bigint, o_found json, o_head bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -87,10 +73,6 @@ DECLARE
     v_first    bigint[] := '{}';
     v_conf     bigint[] := '{}';
     v_found    json[] := '{}';
-    -- Per item probed first: 0 no match, 1 first match at v_item_pos, 2 undecided.
-    v_item_state smallint[] := '{}';
-    v_item_pos   bigint[] := '{}';
-    v_probe    record;
     a          int;
     k          int;
     j          int;
@@ -104,40 +86,6 @@ BEGIN
     END IF;
     v_trusted := p_skip_head IS NOT NULL AND p_skip_head = v_head;
     v_now := greatest(clock_timestamp(), v_rec);
-    IF coalesce(array_length(p_st_item, 1), 0) > 0 THEN
-        FOR v_probe IN
-            WITH st AS (
-                SELECT s.item, s.key, s.is_type, s.after + 1 AS from_pos
-                  FROM unnest(p_st_item, p_st_key, p_st_type, p_st_after) AS s (item, key, is_type, after)
-            ), firsts AS (
-                SELECT st.item, st.is_type,
-                       CASE WHEN st.is_type THEN
-                           (SELECT greatest(r.first, st.from_pos) FROM tamma_type_runs r
-                             WHERE r.type = st.key AND r.last >= st.from_pos ORDER BY r.last LIMIT 1)
-                       ELSE
-                           (SELECT greatest(r.first, st.from_pos) FROM tamma_tag_runs r
-                             WHERE r.tag = st.key AND r.last >= st.from_pos ORDER BY r.last LIMIT 1)
-                       END AS pos
-                  FROM st
-            ), streams AS (
-                SELECT f.item, f.pos FROM firsts f WHERE NOT f.is_type
-                UNION ALL
-                -- The types of an item are one stream: any of them.
-                SELECT f.item, min(f.pos) FROM firsts f WHERE f.is_type GROUP BY f.item
-            )
-            SELECT s.item, bool_or(s.pos IS NULL) AS none, min(s.pos) AS lo, max(s.pos) AS hi
-              FROM streams s GROUP BY s.item
-        LOOP
-            IF v_probe.none THEN
-                v_item_state[v_probe.item] := 0;
-            ELSIF v_probe.lo = v_probe.hi THEN
-                v_item_state[v_probe.item] := 1;
-                v_item_pos[v_probe.item] := v_probe.lo;
-            ELSE
-                v_item_state[v_probe.item] := 2;
-            END IF;
-        END LOOP;
-    END IF;
     FOR a IN 1 .. v_apps LOOP
         v_n := p_counts[a];
         v_conflict := NULL;
@@ -150,18 +98,12 @@ BEGIN
                 END IF;
             ELSIF p_after[a] < 9223372036854775807 AND NOT (v_trusted AND p_skip[a]) THEN
                 FOR k IN 1 .. p_items[a] LOOP
-                    IF v_item_state[v_item + k] = 0 THEN
-                        v_pos := NULL;
-                    ELSIF v_item_state[v_item + k] = 1 THEN
-                        v_pos := v_item_pos[v_item + k];
-                    ELSE
-                        v_pos := tamma_item_first(
-                            p_after[a],
-                            p_item_types[v_ity + 1 : v_ity + p_item_ntypes[v_item + k]],
-                            p_item_tags[v_itg + 1 : v_itg + p_item_ntags[v_item + k]],
-                            coalesce(v_conflict, 9223372036854775807));
-                    END IF;
-                    IF v_pos < coalesce(v_conflict, 9223372036854775807) THEN
+                    v_pos := tamma_item_first(
+                        p_after[a],
+                        p_item_types[v_ity + 1 : v_ity + p_item_ntypes[v_item + k]],
+                        p_item_tags[v_itg + 1 : v_itg + p_item_ntags[v_item + k]],
+                        coalesce(v_conflict, 9223372036854775807));
+                    IF v_pos IS NOT NULL THEN
                         v_conflict := v_pos;
                     END IF;
                     v_ity := v_ity + p_item_ntypes[v_item + k];

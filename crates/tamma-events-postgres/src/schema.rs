@@ -53,10 +53,10 @@ pub(crate) const APPEND_SQL: &str = "SELECT o_status, o_first, o_conflict, o_fou
      $19, $20)";
 
 /// The group statement: a group of several appends checked first and inserted by one statement (see
-/// `migrations/0007_append_group.sql`); its arguments are [`APPEND_SQL`]'s and ten more.
+/// `migrations/0007_append_group.sql`); its arguments are [`APPEND_SQL`]'s and six more.
 pub(crate) const APPEND_GROUP_SQL: &str = "SELECT o_status, o_first, o_conflict, o_found, o_head \
      FROM tamma_append_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)";
+     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)";
 
 /// The committed head.
 pub(crate) const HEAD_SQL: &str = "SELECT tamma_head()";

@@ -433,7 +433,7 @@ async fn call(
     // A group is inserted by one statement when the writer can say where its conditions meet its own
     // appends; otherwise (and for a single append) `tamma_append` takes the appends one by one.
     let group = if batch.len() > 1 {
-        group_conflicts(batch).map(|conflicts| GroupArgs::new(batch, runs, &conflicts, skip))
+        group_conflicts(batch).map(|conflicts| GroupArgs::new(batch, runs, &conflicts))
     } else {
         None
     };
@@ -568,28 +568,21 @@ fn group_conflicts(batch: &[Request]) -> Option<Vec<Vec<(usize, usize)>>> {
 }
 
 /// `tamma_append_group`'s arguments after `tamma_append`'s: per event its append (from 1) and place
-/// (from 1), per run its append, per append the earlier appends its condition meets, and per tag and
-/// type of each condition's items the server is to probe at once (those of conditions `skip` does not
-/// rule out): the item (numbered from 1 across the group), the key, whether it is a type, the `after`.
-struct GroupArgs<'b> {
+/// (from 1), per run its append, per append the earlier appends its condition meets.
+struct GroupArgs {
     ev_app: Vec<i32>,
     ev_place: Vec<i32>,
     run_app: Vec<i32>,
     dep_counts: Vec<i32>,
     dep_apps: Vec<i32>,
     dep_places: Vec<i32>,
-    st_item: Vec<i32>,
-    st_key: Vec<&'b str>,
-    st_type: Vec<bool>,
-    st_after: Vec<i64>,
 }
 
-impl<'b> GroupArgs<'b> {
+impl GroupArgs {
     fn new(
-        batch: &'b [Request],
+        batch: &[Request],
         runs: &[(Runs<'_>, Runs<'_>)],
         conflicts: &[Vec<(usize, usize)>],
-        skip: &[bool],
     ) -> Self {
         // A group holds at most MAX_BATCH_APPENDS appends and MAX_BATCH_EVENTS events plus one
         // append's: every number here fits an i32 (saturated all the same, never wrapped).
@@ -602,12 +595,7 @@ impl<'b> GroupArgs<'b> {
             dep_counts: Vec::with_capacity(batch.len()),
             dep_apps: Vec::new(),
             dep_places: Vec::new(),
-            st_item: Vec::new(),
-            st_key: Vec::new(),
-            st_type: Vec::new(),
-            st_after: Vec::new(),
         };
-        let mut item = 0usize;
         for (a, ((r, (tag_runs, type_runs)), deps)) in
             batch.iter().zip(runs).zip(conflicts).enumerate()
         {
@@ -624,27 +612,11 @@ impl<'b> GroupArgs<'b> {
                 args.dep_apps.push(int(j + 1));
                 args.dep_places.push(int(p));
             }
-            let Some(cond) = &r.condition else { continue };
-            let after = cond.after.map_or(0, to_i64);
-            let probe = !skip.get(a).copied().unwrap_or(false) && after < i64::MAX;
-            for it in &cond.fail_if_events_match.items {
-                item += 1;
-                if !probe {
-                    continue;
-                }
-                let keys = it.tags.iter().map(|t| (t, false));
-                for (key, is_type) in keys.chain(it.types.iter().map(|t| (t.as_str(), true))) {
-                    args.st_item.push(int(item));
-                    args.st_key.push(key);
-                    args.st_type.push(is_type);
-                    args.st_after.push(after);
-                }
-            }
         }
         args
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
         [
             &self.ev_app,
             &self.ev_place,
@@ -652,10 +624,6 @@ impl<'b> GroupArgs<'b> {
             &self.dep_counts,
             &self.dep_apps,
             &self.dep_places,
-            &self.st_item,
-            &self.st_key,
-            &self.st_type,
-            &self.st_after,
         ]
     }
 }

@@ -96,8 +96,57 @@ async fn run(args: &[String]) -> Result<String, String> {
             }
             Ok(format!("wrote {count}"))
         }
-        other => Err(format!("unknown mode {other:?} (linearize | write)")),
+        "fleet" => {
+            let process: u64 = arg(args, 2, "process")?;
+            let tasks: u64 = arg(args, 3, "tasks")?;
+            let count: u64 = arg(args, 4, "appends per task")?;
+            let store = PostgresStore::connect(&config, Limits::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            fleet(store, process, tasks, count).await
+        }
+        other => Err(format!(
+            "unknown mode {other:?} (linearize | write | fleet)"
+        )),
     }
+}
+
+/// Workers of one process, each appending to an entity of its own under a condition that the entity
+/// was not cancelled since it last looked (what several processes sharing one database do): `count`
+/// appends per task; prints the appends per second.
+async fn fleet(
+    store: PostgresStore,
+    process: u64,
+    tasks: u64,
+    count: u64,
+) -> Result<String, String> {
+    let started = std::time::Instant::now();
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let tag = format!("entity:{process}-{task}");
+            let mut seen = 0;
+            for i in 0..count {
+                let query =
+                    Query::item(QueryItem::types(["ENTITY.CANCELLED"]).with_tag(tag.clone()));
+                let e = Event::new("ENTITY.UPDATED")
+                    .tag(tag.clone())
+                    .data(serde_json::json!({"i": i}));
+                let r = store
+                    .append(vec![e], Some(AppendCondition::new(query).after(seen)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                seen = r.positions[0];
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for h in handles {
+        h.await.map_err(|e| e.to_string())??;
+    }
+    let rate = (tasks * count) as f64 / started.elapsed().as_secs_f64();
+    Ok(format!("{rate:.0} appends/s"))
 }
 
 async fn linearize(

@@ -875,10 +875,10 @@ async fn conditions_within_one_group_see_the_appends_before_them() {
     }
 }
 
-/// A group's conditions are probed against the stored events together (schema version 7): an item
-/// one of whose tags or types has nothing after `after` cannot match, one whose keys all start at the
-/// same position matches there, and the rest need the leapfrog join — each answer as the memory store
-/// gives it, one append after another.
+/// A group's conditions find the first stored event they match (the leapfrog join over tag and type
+/// runs, from `tamma_append_group`): keys starting at different positions, a key with nothing after
+/// `after`, several types as one stream, two items — each answer as the memory store gives it, one
+/// append after another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_groups_conditions_find_the_first_stored_match() {
     let ev = |ty: &str, tags: &[&str]| {
