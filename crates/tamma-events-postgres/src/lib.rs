@@ -7,7 +7,7 @@
 //!
 //! | piece | how |
 //! |---|---|
-//! | appends | one group-commit writer per process; each batch is one call of the server-side `tamma_append` function, which takes a transaction-scoped advisory lock, reads the head after the lock (READ COMMITTED), checks each append in order, inserts, and `NOTIFY`s |
+//! | appends | one group-commit writer per process; each batch is one call of a server-side function (`tamma_append` for one append, `tamma_append_group` for several), which takes a transaction-scoped advisory lock, reads the head after the lock (READ COMMITTED), checks each append in order against the stored events and the batch's earlier appends, inserts (one statement for a whole group), and `NOTIFY`s |
 //! | reads | streams of pages over a pool (`deadpool-postgres`), tags and types indexed by runs `(key, first, last)` in `(key, last)` B-trees |
 //! | subscriptions | own cursor per subscriber, woken by `LISTEN tamma_events`, polling as the fallback |
 //! | schema | versioned migrations in `tamma_schema_migrations`, applied at start under an advisory lock |
