@@ -66,6 +66,8 @@ DECLARE
     v_inserted bigint;
     v_constraint text;
     v_json     json;
+    -- Whether the group goes to tamma_append instead (see above).
+    v_one_by_one boolean := false;
     -- Per append: whether it is written, its events' offset from the head, and its answer.
     v_pass     boolean[] := '{}';
     v_base     bigint[] := '{}';
@@ -120,11 +122,8 @@ BEGIN
             -- head, so above `after` unless `after` itself lies above the head.
             IF v_conflict IS NULL AND p_dep_counts[a] > 0 THEN
                 IF p_after[a] > v_head THEN
-                    RETURN QUERY SELECT * FROM tamma_append(
-                        p_counts, p_after, p_items, p_item_ntypes, p_item_ntags, p_item_types,
-                        p_item_tags, p_ids, p_types, p_ts, p_tags, p_meta, p_data, p_run_counts,
-                        p_run_keys, p_run_first, p_run_last, p_run_type, p_skip_head, p_skip);
-                    RETURN;
+                    v_one_by_one := true;
+                    EXIT;
                 END IF;
                 FOR k IN v_dep + 1 .. v_dep + p_dep_counts[a] LOOP
                     j := p_dep_apps[k];
@@ -165,7 +164,7 @@ BEGIN
         END IF;
         v_ev := v_ev + v_n;
     END LOOP;
-    IF v_total > 0 THEN
+    IF v_total > 0 AND NOT v_one_by_one THEN
         BEGIN
             WITH ins AS (
                 INSERT INTO tamma_events (position, id, type, timestamp, recorded_at, tags, metadata, data)
@@ -195,14 +194,15 @@ BEGIN
             END IF;
             v_inserted := -1;
         END;
-        IF v_inserted IS DISTINCT FROM v_total THEN
-            -- A stored id: the block undid the group's rows; tamma_append finds each retry.
-            RETURN QUERY SELECT * FROM tamma_append(
-                p_counts, p_after, p_items, p_item_ntypes, p_item_ntags, p_item_types,
-                p_item_tags, p_ids, p_types, p_ts, p_tags, p_meta, p_data, p_run_counts,
-                p_run_keys, p_run_first, p_run_last, p_run_type, p_skip_head, p_skip);
-            RETURN;
-        END IF;
+        -- A stored id: the block undid the group's rows; tamma_append finds each retry.
+        v_one_by_one := v_inserted IS DISTINCT FROM v_total;
+    END IF;
+    IF v_one_by_one THEN
+        RETURN QUERY SELECT * FROM tamma_append(
+            p_counts, p_after, p_items, p_item_ntypes, p_item_ntags, p_item_types,
+            p_item_tags, p_ids, p_types, p_ts, p_tags, p_meta, p_data, p_run_counts,
+            p_run_keys, p_run_first, p_run_last, p_run_type, p_skip_head, p_skip);
+        RETURN;
     END IF;
     o_head := v_head;
     FOR a IN 1 .. v_apps LOOP
