@@ -476,10 +476,11 @@ async fn call(
         .collect()
 }
 
-/// Most steps [`group_conflicts`] takes before it leaves a group to `tamma_append` (whose server-side
-/// checks cost the same whatever the group holds): enough for 1,000 appends conditioned on tags of
-/// their own, far less than a group whose every append matches every event before it would need.
-const GROUP_CONFLICT_STEPS: usize = 200_000;
+/// Most steps (an event indexed or compared) [`group_conflicts`] takes before it leaves a group to
+/// `tamma_append`, which checks appends one by one on the server: a few milliseconds of the writer's
+/// time at most. A group of 10,000 events whose appends are conditioned on tags of their own takes
+/// about 10,000; one whose every append matches every event before it grows with the square.
+const GROUP_CONFLICT_STEPS: usize = 50_000;
 
 /// Where each append's condition meets the appends before it in `batch`: per append, the earlier
 /// appends (by index) holding an event its query matches, each with the place (from 1) of the first such
@@ -740,6 +741,56 @@ pub(crate) fn same_class(e: &Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tamma_events::{Query, QueryItem};
+
+    fn request(events: Vec<Event>, condition: Option<AppendCondition>) -> Request {
+        Request::new(events, condition, None).unwrap().0
+    }
+
+    #[test]
+    fn group_conflicts_name_the_earlier_appends_and_their_first_matching_event() {
+        let cond = |item: QueryItem| Some(AppendCondition::new(Query::item(item)).after(7));
+        let batch = vec![
+            request(
+                vec![Event::new("A").tag("k:1"), Event::new("B").tag("k:1")],
+                None,
+            ),
+            request(
+                vec![Event::new("B").tag("k:2")],
+                cond(QueryItem::tags(["k:1"])),
+            ),
+            request(vec![Event::new("C")], cond(QueryItem::types(["B"]))),
+            request(
+                vec![Event::new("D")],
+                Some(AppendCondition::new(Query::all())),
+            ),
+            request(
+                vec![Event::new("E")],
+                cond(QueryItem::types(["B"]).with_tag("k:3")),
+            ),
+        ];
+        assert_eq!(
+            group_conflicts(&batch),
+            Some(vec![
+                vec![],
+                vec![(0, 1)],
+                vec![(0, 2), (1, 1)],
+                vec![(0, 1), (1, 1), (2, 1)],
+                vec![],
+            ])
+        );
+    }
+
+    #[test]
+    fn group_conflicts_give_up_where_every_append_meets_every_one_before_it() {
+        let all = || Some(AppendCondition::new(Query::item(QueryItem::tags(["t"]))));
+        let batch: Vec<Request> = (0..400)
+            .map(|_| request(vec![Event::new("A").tag("t")], all()))
+            .collect();
+        // 400 events indexed, then 0 + 1 + … + 399 = 79,800 comparisons.
+        assert_eq!(group_conflicts(&batch), None);
+        assert!(group_conflicts(&batch[..200]).is_some());
+    }
 
     #[test]
     fn tags_literal_quotes_every_element_and_escapes_quotes_and_backslashes() {
