@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::config::{NatsRouteConfig, RouteConfig, StartAt, WebhookRouteConfig};
 use crate::emitter::{Core, Cursor};
 use crate::error::{Error, Result};
-use crate::subscribe::{next_or_stop, pause, query_for};
+use crate::subscribe::{call_unless_stopped, next_or_stop, pause, query_for};
 
 /// Longest wait between two delivery attempts of a failing route.
 const MAX_DELAY: Duration = Duration::from_secs(30);
@@ -173,13 +173,10 @@ impl Route {
     async fn deliver(&self, batch: &[SequencedEvent], stop: &mut watch::Receiver<bool>) -> bool {
         let mut delay = Duration::from_millis(200);
         loop {
-            let attempt = tokio::select! {
-                r = self.op.call(|| self.sink.deliver(batch)) => r,
-                _ = stop.wait_for(|s| *s) => return false,
-            };
-            let e = match attempt {
-                Ok(()) => return true,
-                Err(e) => e,
+            let e = match call_unless_stopped(&self.op, stop, || self.sink.deliver(batch)).await {
+                None => return false,
+                Some(Ok(())) => return true,
+                Some(Err(e)) => e,
             };
             let wait = e.class().retry_after.unwrap_or(delay).min(MAX_DELAY);
             if e.is_retryable() {

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::SpoolConfig;
 use crate::error::{Error, Result};
-use crate::subscribe::pause;
+use crate::subscribe::{call_unless_stopped, pause};
 
 /// Cursor (in the spool's database) of the last position the remote acknowledged.
 pub const ACKED_CURSOR: &str = "forwarder.acked";
@@ -357,13 +357,10 @@ impl Forwarder {
         let body = serde_json::json!({ "events": events });
         let mut delay = Duration::from_millis(200);
         loop {
-            let attempt = tokio::select! {
-                r = self.op.call(|| self.post(&body)) => r,
-                _ = stop.wait_for(|s| *s) => return Sent::Stopped,
-            };
-            let e = match attempt {
-                Ok(()) => return Sent::Acked,
-                Err(e) => e,
+            let e = match call_unless_stopped(&self.op, stop, || self.post(&body)).await {
+                None => return Sent::Stopped,
+                Some(Ok(())) => return Sent::Acked,
+                Some(Err(e)) => e,
             };
             let splittable = matches!(
                 &e,

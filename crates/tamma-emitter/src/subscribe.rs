@@ -153,6 +153,60 @@ pub(crate) async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool
     }
 }
 
+/// Runs `attempt` through `op` (retry and circuit breaker) until it settles or `stop` is set;
+/// `None` when stopped first.
+///
+/// A stop that comes while an attempt is on the wire lets that attempt finish: the sink may already
+/// hold the batch, and only its answer tells whether the cursor may move past it (cancelling would
+/// deliver the batch again after a restart). No new attempt starts after the stop, and a retry
+/// waiting for its next attempt is dropped at once. Each attempt is bounded by its sink's own
+/// timeout, and `Emitter::dispose` stops waiting for the route at its deadline.
+pub(crate) async fn call_unless_stopped<F, Fut>(
+    op: &tamma_resilience::Operation,
+    stop: &mut watch::Receiver<bool>,
+    mut attempt: F,
+) -> Option<crate::error::Result<()>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<()>>,
+{
+    let (busy_tx, mut busy_rx) = watch::channel(false);
+    let stopping = std::sync::atomic::AtomicBool::new(false);
+    let call = op.call(|| {
+        let started = (!stopping.load(Ordering::Acquire)).then(|| {
+            busy_tx.send_replace(true);
+            attempt()
+        });
+        let busy_tx = &busy_tx;
+        async move {
+            let Some(fut) = started else {
+                return Err(crate::error::Error::Closed);
+            };
+            let out = fut.await;
+            busy_tx.send_replace(false);
+            out
+        }
+    });
+    tokio::pin!(call);
+    tokio::select! {
+        biased;
+        out = &mut call => return Some(out),
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    stopping.store(true, Ordering::Release);
+    // An attempt that settles finishes `call` in the same poll that clears `busy`, so polling
+    // `call` first sees its answer; a cleared `busy` with `call` pending is a retry's pause.
+    tokio::select! {
+        biased;
+        out = &mut call => match out {
+            // The attempt that would have started after the stop and did not.
+            Err(crate::error::Error::Closed) => None,
+            out => Some(out),
+        },
+        _ = busy_rx.wait_for(|b| !*b) => None,
+    }
+}
+
 /// The next event of `stream`, marking the cursor idle while waiting; `None` when stopped.
 pub(crate) async fn next_or_stop(
     stream: &mut tamma_events::EventStream,

@@ -14,7 +14,7 @@ use tamma_emitter::{
 use tamma_events::{Event, EventStore, Tags};
 use tamma_events_sqlite::{SqliteOptions, SqliteStore};
 
-use crate::support::{all_events, eventually, resilience, service_up, webhook};
+use crate::support::{all_events, eventually, resilience, service_up, slow_webhook, webhook};
 
 fn route_config(route: RouteConfig) -> EmitterConfig {
     EmitterConfig {
@@ -130,6 +130,77 @@ async fn webhook_route_delivers_each_event_once_across_restarts() {
             .await
             .unwrap(),
         Some(want.last().unwrap().position)
+    );
+}
+
+/// Disposing the emitter while a webhook request is on the wire waits for its answer and records
+/// the cursor, so the restarted route does not send the batch again; a route waiting between
+/// retries stops at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_stopped_mid_delivery_records_what_the_sink_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(
+        SqliteStore::open(dir.path().join("events.db"), SqliteOptions::default()).unwrap(),
+    );
+    let (mut receiver, log) = slow_webhook(Duration::from_millis(600)).await;
+    let config = route_config(RouteConfig::Webhook(WebhookRouteConfig {
+        name: "slow-hook".into(),
+        url: format!("{}/hook", receiver.url()),
+        headers: Default::default(),
+        type_pattern: None,
+        tags: Tags::new(),
+        start_at: StartAt::Earliest,
+        batch_size: 10,
+        timeout: tamma_core::DurationMs::from_secs(5),
+    }));
+    let cursor = route_cursor_name("slow-hook");
+    let emitter = Emitter::builder(Arc::clone(&store), config.clone())
+        .resilience(&resilience(3))
+        .build()
+        .unwrap();
+    emitter.emit(Event::new("TASK.FIRST")).await.unwrap();
+    eventually(10, "the receiver holds the first batch", || async {
+        !log.lock().is_empty()
+    })
+    .await;
+    // The receiver has the batch and has not answered yet.
+    let report = emitter.dispose(Duration::from_secs(5)).await;
+    assert!(report.is_complete(), "{report:?}");
+    let first = all_events(&*store).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        store.load_cursor(&cursor).await.unwrap(),
+        Some(first[0].position),
+        "the answered batch is recorded"
+    );
+
+    let emitter = Emitter::builder(Arc::clone(&store), config.clone())
+        .resilience(&resilience(3))
+        .build()
+        .unwrap();
+    emitter.emit(Event::new("TASK.SECOND")).await.unwrap();
+    eventually(10, "the second event delivered", || async {
+        log.lock().len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // With the receiver down the route waits between attempts; dispose does not wait for it.
+    receiver.stop().await;
+    emitter.emit(Event::new("TASK.THIRD")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    emitter.dispose(Duration::from_secs(5)).await;
+
+    let delivered: Vec<_> = log
+        .lock()
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event.event_type.clone()))
+        .collect();
+    assert_eq!(delivered, ["TASK.FIRST", "TASK.SECOND"], "each batch once");
+    let stored = all_events(&*store).await;
+    assert_eq!(
+        store.load_cursor(&cursor).await.unwrap(),
+        Some(stored[1].position),
+        "the undelivered third event stays after the cursor"
     );
 }
 

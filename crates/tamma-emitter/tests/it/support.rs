@@ -370,6 +370,27 @@ pub(crate) async fn webhook() -> (Server, Arc<Mutex<Vec<Received>>>) {
     (Server::start(router).await, log)
 }
 
+/// A webhook receiver that records each request as it arrives and answers only `delay` later, so a
+/// test can stop the sender while the receiver already holds the batch.
+pub(crate) async fn slow_webhook(delay: Duration) -> (Server, Arc<Mutex<Vec<Received>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let router = Router::new()
+        .route(
+            "/hook",
+            post(
+                move |state: State<Arc<Mutex<Vec<Received>>>>,
+                      headers: HeaderMap,
+                      body: Json<serde_json::Value>| async move {
+                    let status = hook(state, headers, body).await;
+                    tokio::time::sleep(delay).await;
+                    status
+                },
+            ),
+        )
+        .with_state(Arc::clone(&log));
+    (Server::start(router).await, log)
+}
+
 /// A fresh PostgreSQL database for one test, dropped at the end; `None` (skip) when the server is
 /// unreachable outside CI.
 pub(crate) struct TestDb {
